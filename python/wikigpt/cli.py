@@ -1,0 +1,64 @@
+"""The `wikigpt` command. Each stage's module registers its own subcommands (`add_cli(subparsers)`), so this file
+only wires them and turns wikigpt's errors into one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that add subcommands, in the order they appear in `wikigpt --help`.
+_COMMAND_MODULES = [
+    "wikigpt.extract",   # cat, extract
+    "wikigpt.dataset",   # add, status, export-nanogpt
+    "wikigpt.dumps",     # parts, download
+    "wikigpt.train",     # train, sample, plot
+    "wikigpt.quickstart",  # quickstart
+    "wikigpt.grow",      # grow, report
+    "wikigpt.bench",     # bench
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="wikigpt",
+        description="From Wikipedia dump parts to a trained GPT, fast, one part at a time.",
+    )
+    parser.add_argument("--version", action="version", version=f"wikigpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that stage is not part of this build
+                continue
+            raise
+        module.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import WikiGPTError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except WikiGPTError as e:
+        print(f"wikigpt: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("wikigpt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `wikigpt cat ... | head`
+        return 0
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
