@@ -260,13 +260,17 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        vocab_limit: int | None = None,
     ) -> torch.Tensor:
         """Append `max_new_tokens` sampled tokens to idx (B, T). No KV cache: each step reruns the (cropped)
-        context, which is fine for samples of a few hundred tokens."""
+        context, which is fine for samples of a few hundred tokens. `vocab_limit` (e.g. 50257) never samples the
+        padding ids above it, which a tokenizer cannot decode."""
         for _ in range(max_new_tokens):
             idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size :]
             logits, _ = self(idx_cond)
             logits = logits[:, -1, :].float()
+            if vocab_limit is not None:
+                logits[:, vocab_limit:] = -float("inf")
             if temperature <= 0:  # greedy
                 idx_next = logits.argmax(dim=-1, keepdim=True)
             else:
