@@ -1,0 +1,502 @@
+"""A dataset folder that grows one dump part at a time: `wikigpt add`, `status`, `export-nanogpt`.
+
+```
+data/enwiki/
+  manifest.json                     what is in the dataset (the only file `status` reads)
+  parts/<part>/train_000000.bin     llm.c-format token shards of that part, never rewritten once added
+  parts/<part>/val_000000.bin
+  parts/<part>/val_pages.tsv        page_id, title, shard, token offset, token count of every val page
+```
+Adding a part: shards are written into a staging folder, fsynced, the folder is renamed to `parts/<part>`, and then
+the manifest is rewritten atomically. A kill at any moment leaves the manifest as it was; the next run removes the
+staging folder or the unreferenced part folder. The train/val split is a fixed hash of the page id (rust/pipeline.rs
+`is_val`), so adding parts never moves a page between splits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from ._io import atomic_open, atomic_write_json, fsync_dir, human_bytes
+from ._progress import ProgressCallback, run_with_progress
+from .errors import DatasetError, DiskSpaceError
+from .extract import check_inputs, default_processes, part_stem
+
+FORMAT = "wikigpt-dataset"
+VERSION = 1
+DEFAULT_VAL_FRACTION = 0.005
+DEFAULT_SHARD_TOKENS = 100_000_000
+#: Articles shorter than this (clean characters) are dropped from datasets: stubs and near-empty pages.
+DEFAULT_MIN_CHARS = 200
+
+#: Token-shard bytes per compressed dump byte, used to estimate disk needs before the first part is added (later
+#: adds use the dataset's own measured ratio). Measured on the bundled real sample with `wikigpt add` (see README):
+#: 1,695,871 compressed bytes → shards of 2 × tokens + headers. Re-measure: `python -m wikigpt.dataset --ratio`.
+SHARD_BYTES_PER_COMPRESSED_BYTE = 1.25
+
+_PART_RE = re.compile(r"^(?P<stem>.+-pages-articles(?:-multistream)?\d*)\.xml(?:-p\d+p\d+)?(?:\.bz2)?$")
+
+
+def part_name(path: os.PathLike | str) -> str:
+    """The part a dump file belongs to: `enwiki-20251101-pages-articles11.xml-p6899367p7054859.bz2` →
+    `enwiki-20251101-pages-articles11` (parts 11–27 come in several files that share it). Other names: their stem."""
+    name = Path(path).name
+    m = _PART_RE.match(name)
+    return m.group("stem") if m else part_stem(name)
+
+
+def sha1_file(path: Path, bufsize: int = 8 << 20) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(bufsize)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Dataset:
+    """A dataset folder: token shards of dump parts plus `manifest.json`.
+
+    `Dataset(path)` opens an existing dataset or names a new one (created by the first `add`). `val_fraction`,
+    `shard_tokens` and `min_chars` are fixed when the dataset is created; passing a different value later is an error.
+    """
+
+    def __init__(
+        self,
+        path: os.PathLike | str,
+        val_fraction: Optional[float] = None,
+        shard_tokens: Optional[int] = None,
+        min_chars: Optional[int] = None,
+    ):
+        self.path = Path(path)
+        self._requested = {"val_fraction": val_fraction, "shard_tokens": shard_tokens, "min_chars": min_chars}
+        if val_fraction is not None and not 0 <= val_fraction < 1:
+            raise DatasetError(f"val fraction must be in [0, 1), got {val_fraction}")
+        if shard_tokens is not None and shard_tokens < 1:
+            raise DatasetError(f"shard size must be at least 1 token, got {shard_tokens}")
+        if self.exists:
+            m = self.manifest
+            fixed = {
+                "val_fraction": m["split"]["val_fraction"],
+                "shard_tokens": m["shard_tokens"],
+                "min_chars": m["filter"]["min_chars"],
+            }
+            for k, v in self._requested.items():
+                if v is not None and v != fixed[k]:
+                    raise DatasetError(
+                        f"{self.path}: {k} is fixed at {fixed[k]} when the dataset was created (asked for {v}); "
+                        "use a new dataset folder to change it"
+                    )
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest as a dict (read fresh each time, so parts added by another process show up)."""
+        try:
+            with open(self.manifest_path, "rb") as f:
+                m = json.load(f)
+        except FileNotFoundError:
+            raise DatasetError(f"{self.path}: not a wikigpt dataset (no manifest.json); create it with `wikigpt add`") from None
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"{self.manifest_path}: unreadable manifest: {e}") from None
+        if m.get("format") != FORMAT or m.get("version") != VERSION:
+            raise DatasetError(
+                f"{self.manifest_path}: not a {FORMAT} v{VERSION} manifest "
+                f"(format={m.get('format')!r}, version={m.get('version')!r})"
+            )
+        return m
+
+    @property
+    def parts(self) -> list[dict]:
+        return self.manifest["parts"]
+
+    def tokens(self, split: str = "train") -> int:
+        """Total tokens of a split over all parts."""
+        _check_split(split)
+        return sum(p["tokens"][split] for p in self.parts)
+
+    def shards(self, split: str = "train", parts: Optional[Sequence[str]] = None) -> list[tuple[Path, int]]:
+        """(path, tokens) of every shard of `split`, in part order; `parts` limits it to those part names."""
+        _check_split(split)
+        out = []
+        known = {p["name"] for p in self.parts}
+        for name in parts or ():
+            if name not in known:
+                raise DatasetError(f"{self.path}: no part named {name!r} (parts: {', '.join(sorted(known))})")
+        for p in self.parts:
+            if parts is not None and p["name"] not in parts:
+                continue
+            for s in p["shards"][split]:
+                out.append((self.path / p["dir"] / s["file"], s["tokens"]))
+        return out
+
+    def val_pages(self, part: str) -> list[tuple[int, str, str, int, int]]:
+        """(page_id, title, shard file, token offset, token count) of every val page of one part."""
+        p = self._part(part)
+        rows = []
+        with open(self.path / p["dir"] / p["val_pages"], encoding="utf-8") as f:
+            for line in f:
+                pid, title, shard, off, n = line.rstrip("\n").split("\t")
+                rows.append((int(pid), title, shard, int(off), int(n)))
+        return rows
+
+    def _part(self, name: str) -> dict:
+        for p in self.parts:
+            if p["name"] == name:
+                return p
+        raise DatasetError(f"{self.path}: no part named {name!r}")
+
+    def disk_bytes(self) -> int:
+        """Bytes of shards, from the manifest alone (header + 2 bytes per token)."""
+        return sum(1024 + 2 * s["tokens"] for p in self.parts for sp in ("train", "val") for s in p["shards"][sp])
+
+    def shard_bytes_per_compressed_byte(self) -> float:
+        """The measured ratio of this dataset (falls back to the sample's when empty)."""
+        if not self.exists or not self.parts:
+            return SHARD_BYTES_PER_COMPRESSED_BYTE
+        comp = sum(f["size"] for p in self.parts for f in p["files"])
+        return self.disk_bytes() / comp if comp else SHARD_BYTES_PER_COMPRESSED_BYTE
+
+    # ------------------------------------------------------------------ writing
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time (a kill releases the lock with the process)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatasetError(f"{self.path}: another `wikigpt add` is running on this dataset") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _clean_leftovers(self) -> list[str]:
+        """Remove what a killed add left: staging folders, part folders the manifest does not list, temp manifests."""
+        removed = []
+        for d in self.path.glob(".staging-*"):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
+        for t in self.path.glob(".manifest.json.tmp-*"):
+            t.unlink(missing_ok=True)
+            removed.append(t.name)
+        listed = {p["dir"] for p in self.parts} if self.exists else set()
+        parts_dir = self.path / "parts"
+        if parts_dir.is_dir():
+            for d in parts_dir.iterdir():
+                if f"parts/{d.name}" not in listed:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(f"parts/{d.name}")
+        return removed
+
+    def _new_manifest(self) -> dict:
+        from . import __version__, _core
+
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": _now(),
+            "wikigpt_version": __version__,
+            "tokenizer": {
+                "name": "gpt2",
+                "encoding": "r50k_base",
+                "eot": 50256,
+                "n_vocab": 50257,
+                "eot_position": "before each document",
+                "document": "title + '\\n\\n' + clean text",
+            },
+            "split": {
+                "rule": _core.SPLIT_RULE,
+                "val_fraction": self._requested["val_fraction"] if self._requested["val_fraction"] is not None
+                else DEFAULT_VAL_FRACTION,
+            },
+            "shard_tokens": self._requested["shard_tokens"] or DEFAULT_SHARD_TOKENS,
+            "filter": {
+                "namespaces": [0],
+                "redirects": "dropped",
+                "min_chars": self._requested["min_chars"] if self._requested["min_chars"] is not None
+                else DEFAULT_MIN_CHARS,
+            },
+            "parts": [],
+        }
+
+    def plan_add(self, paths: Sequence[os.PathLike | str]) -> dict[str, list[Path]]:
+        """Group input files into parts ({part name: files}), in the order given. Checks existence only."""
+        files = check_inputs(paths)
+        groups: dict[str, list[Path]] = {}
+        for f in files:
+            groups.setdefault(part_name(f), []).append(f)
+        for name, fs in groups.items():
+            if len({f.name for f in fs}) != len(fs):
+                raise DatasetError(f"the same file is given twice for part {name}")
+        return groups
+
+    def add(
+        self,
+        paths: Sequence[os.PathLike | str],
+        processes: Optional[int] = None,
+        progress: "bool | ProgressCallback | None" = None,
+        free_space: Callable[[str], object] = shutil.disk_usage,
+        log: Callable[[str], None] = lambda s: None,
+    ) -> list[dict]:
+        """Tokenize dump files into new shards and append them to the manifest, one part at a time.
+
+        Files are grouped by part (all files of enwiki parts 11–27 form one part). A part whose files are already in
+        the dataset (same sha1) is refused, as is a different file under an existing file's name. Each part is added
+        atomically: a failure or Ctrl-C leaves the dataset exactly as before that part. Returns the new parts' records.
+        """
+        from . import _core
+
+        groups = self.plan_add(paths)
+        added = []
+        with self._locked():
+            removed = self._clean_leftovers()
+            if removed:
+                log(f"removed leftovers of an interrupted run: {', '.join(removed)}")
+            manifest = self.manifest if self.exists else self._new_manifest()
+            # Refuse duplicates before any work: compare names and hashes against every file already in.
+            known_sha1 = {f["sha1"]: p["name"] for p in manifest["parts"] for f in p["files"]}
+            known_name = {f["name"]: f["sha1"] for p in manifest["parts"] for f in p["files"]}
+            hashed: dict[str, list[dict]] = {}
+            for name, files in groups.items():
+                if any(p["name"] == name for p in manifest["parts"]):
+                    raise DatasetError(f"{self.path}: part {name} is already in the dataset; nothing changed")
+                recs = []
+                for f in files:
+                    log(f"hashing {f.name} ...")
+                    sha1 = sha1_file(f)
+                    if sha1 in known_sha1:
+                        raise DatasetError(
+                            f"{f}: already in the dataset as part {known_sha1[sha1]} (same sha1 {sha1[:12]}…); nothing changed"
+                        )
+                    if f.name in known_name:
+                        raise DatasetError(
+                            f"{f}: a different file named {f.name} is already in the dataset "
+                            f"(sha1 {known_name[f.name][:12]}… vs {sha1[:12]}…); nothing changed"
+                        )
+                    recs.append({"name": f.name, "size": f.stat().st_size, "sha1": sha1})
+                hashed[name] = recs
+            self._check_disk(sum(f.stat().st_size for fs in groups.values() for f in fs), free_space)
+
+            for name, files in groups.items():
+                record = self._add_part(manifest, name, files, hashed[name], processes, progress, _core)
+                manifest["parts"].append(record)
+                # The commit point: after this rename the part is in; before it, the dataset is as it was.
+                atomic_write_json(self.manifest_path, manifest)
+                added.append(record)
+                log(
+                    f"added {name}: {record['pages']['kept']} articles, "
+                    f"{record['tokens']['train']:,} train + {record['tokens']['val']:,} val tokens"
+                )
+        return added
+
+    def _check_disk(self, compressed: int, free_space: Callable[[str], object]) -> None:
+        need = int(compressed * self.shard_bytes_per_compressed_byte() * 1.1) + (64 << 20)
+        free = free_space(str(self.path)).free
+        if need > free:
+            raise DiskSpaceError(
+                f"{self.path}: adding {human_bytes(compressed)} of dumps needs about {human_bytes(need)} of shards "
+                f"(estimate, with a 10% margin) but only {human_bytes(free)} is free"
+            )
+
+    def _add_part(self, manifest, name, files, file_recs, processes, progress, core) -> dict:
+        staging = self.path / f".staging-{os.getpid()}-{name}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        final_dir = self.path / "parts" / name
+        handle = core.ProgressHandle()
+        handle.compressed_total = sum(r["size"] for r in file_recs)
+        f = manifest["filter"]
+        started = time.monotonic()
+        try:
+            raw = run_with_progress(
+                lambda: core.build_shards(
+                    [str(p) for p in files], str(staging), manifest["split"]["val_fraction"],
+                    manifest["shard_tokens"], processes or default_processes(), f["namespaces"], False,
+                    f["min_chars"], True, True, False, handle,
+                ),
+                handle,
+                name,
+                progress,
+            )
+            result = json.loads(raw)
+            fsync_dir(staging)
+            final_dir.parent.mkdir(exist_ok=True)
+            os.rename(staging, final_dir)
+            fsync_dir(final_dir.parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        stats, out = result["stats"], result["output"]
+        dropped: dict[str, int] = {}
+        for s in stats:
+            for k, v in s["dropped"].items():
+                dropped[k] = dropped.get(k, 0) + v
+        ids_min = [s["page_id_min"] for s in stats if s["page_id_min"] is not None]
+        ids_max = [s["page_id_max"] for s in stats if s["page_id_max"] is not None]
+        return {
+            "name": name,
+            "added": _now(),
+            "files": file_recs,
+            "page_ids": [min(ids_min), max(ids_max)] if ids_min else None,
+            "pages": {"seen": sum(s["pages_seen"] for s in stats), "kept": sum(s["pages_kept"] for s in stats),
+                      "dropped": dropped},
+            "tokens": {"train": out["train_tokens"], "val": out["val_tokens"]},
+            "documents": {"train": out["train_docs"], "val": out["val_docs"]},
+            "bytes": {"compressed": sum(s["compressed_bytes"] for s in stats),
+                      "xml": sum(s["xml_bytes"] for s in stats), "text": sum(s["text_bytes"] for s in stats)},
+            "seconds": round(time.monotonic() - started, 2),
+            "dir": f"parts/{name}",
+            "shards": {"train": out["train"], "val": out["val"]},
+            "val_pages": out["val_pages"],
+        }
+
+    # ------------------------------------------------------------------ export
+
+    def export_nanogpt(self, out_dir: os.PathLike | str) -> dict[str, int]:
+        """Write headerless uint16 `train.bin` / `val.bin` (nanoGPT's prepare.py format), atomically."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = {}
+        for split in ("train", "val"):
+            n = 0
+            with atomic_open(out / f"{split}.bin", "wb") as f:
+                for path, _ in self.shards(split):
+                    from .shards import read_shard
+
+                    toks = read_shard(path)
+                    for i in range(0, len(toks), 1 << 24):
+                        f.write(np.asarray(toks[i : i + (1 << 24)]).tobytes())
+                    n += len(toks)
+            counts[split] = n
+        return counts
+
+    def status(self) -> str:
+        """A human-readable summary from the manifest alone."""
+        m = self.manifest
+        lines = [
+            f"dataset {self.path}  (format v{m['version']}, created {m['created']}, tokenizer {m['tokenizer']['name']})",
+            f"split: val_fraction {m['split']['val_fraction']} by page id; min_chars {m['filter']['min_chars']}; "
+            f"shards of {m['shard_tokens']:,} tokens",
+            "",
+            f"{'part':<48} {'files':>5} {'pages':>9} {'kept':>9} {'dropped':>9} {'train tok':>14} {'val tok':>11}",
+        ]
+        for p in m["parts"]:
+            dropped = sum(p["pages"]["dropped"].values())
+            lines.append(
+                f"{p['name'][:48]:<48} {len(p['files']):>5} {p['pages']['seen']:>9,} {p['pages']['kept']:>9,} "
+                f"{dropped:>9,} {p['tokens']['train']:>14,} {p['tokens']['val']:>11,}"
+            )
+        tr, va = self.tokens("train"), self.tokens("val")
+        lines.append(f"{'total':<48} {sum(len(p['files']) for p in m['parts']):>5} "
+                     f"{sum(p['pages']['seen'] for p in m['parts']):>9,} {sum(p['pages']['kept'] for p in m['parts']):>9,} "
+                     f"{sum(sum(p['pages']['dropped'].values()) for p in m['parts']):>9,} {tr:>14,} {va:>11,}")
+        lines.append(f"disk: {human_bytes(self.disk_bytes())} of shards")
+        return "\n".join(lines)
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+
+
+def _cmd_add(args) -> int:
+    ds = Dataset(args.dataset, val_fraction=args.val_fraction, shard_tokens=args.shard_tokens, min_chars=args.min_chars)
+    files = list(args.files)
+    downloaded = []
+    if args.download:
+        from .dumps import download, parse_parts
+
+        if not args.parts:
+            raise DatasetError("--download needs --parts (e.g. --parts 1-3)")
+        dest = Path(args.dumps_dir or (Path(args.dataset) / "dumps"))
+        downloaded = download(parse_parts(args.parts), wiki=args.wiki, date=args.date, dest=dest,
+                              mirror=args.mirror, multistream=args.multistream, progress=not args.quiet)
+        files += [str(p) for p in downloaded]
+    if not files:
+        raise DatasetError("no dump files given (name .bz2 files, or use --download --parts ...)")
+    log = (lambda s: print(s, file=sys.stderr)) if not args.quiet else (lambda s: None)
+    ds.add(files, processes=args.processes, progress=not args.quiet, log=log)
+    if downloaded and not args.keep_dumps:
+        for p in downloaded:
+            p.unlink(missing_ok=True)
+        log(f"deleted {len(downloaded)} downloaded dump file(s) (--keep-dumps keeps them)")
+    print(ds.status())
+    return 0
+
+
+def _cmd_status(args) -> int:
+    print(Dataset(args.dataset).status())
+    return 0
+
+
+def _cmd_export(args) -> int:
+    counts = Dataset(args.dataset).export_nanogpt(args.out)
+    print(f"wrote {args.out}/train.bin ({counts['train']:,} tokens) and {args.out}/val.bin ({counts['val']:,} tokens)")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("add", help="tokenize dump parts into a dataset folder (creates it; later calls append parts)")
+    p.add_argument("dataset", help="dataset folder (created on first add)")
+    p.add_argument("files", nargs="*", help=".xml.bz2 dump files; files of one part (e.g. articles11) are grouped")
+    p.add_argument("--processes", "-p", type=int, default=None, help="threads to use (default: all cores)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help=f"fraction of page ids in the val split, fixed at creation (default {DEFAULT_VAL_FRACTION})")
+    p.add_argument("--shard-tokens", type=int, default=None,
+                   help=f"tokens per shard file, fixed at creation (default {DEFAULT_SHARD_TOKENS:,})")
+    p.add_argument("--min-chars", type=int, default=None,
+                   help=f"drop articles shorter than this many characters, fixed at creation (default {DEFAULT_MIN_CHARS})")
+    p.add_argument("--download", action="store_true", help="download --parts first (see `wikigpt download`)")
+    p.add_argument("--dumps-dir", default=None, help="where --download puts dump files (default DATASET/dumps)")
+    p.add_argument("--keep-dumps", action="store_true", help="keep downloaded .bz2 files after adding them")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    try:
+        from .dumps import add_download_arguments
+
+        add_download_arguments(p)
+    except ImportError:  # pragma: no cover - dumps module not built yet
+        pass
+    p.set_defaults(func=_cmd_add)
+
+    p = sub.add_parser("status", help="what a dataset holds (reads only manifest.json)")
+    p.add_argument("dataset", help="dataset folder")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("export-nanogpt", help="write headerless train.bin/val.bin for nanoGPT's train.py")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("out", help="output folder")
+    p.set_defaults(func=_cmd_export)

@@ -1,0 +1,83 @@
+"""Shared fixtures: the bundled real dump sample, the same sample cut into 3 parts, and datasets built from them.
+
+The sample is real English Wikipedia text (CC BY-SA 3.0/4.0, its authors; see python/wikigpt/data/ATTRIBUTION.md).
+"""
+
+from __future__ import annotations
+
+import bz2
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+# Triton kernels run in its interpreter on CPU tensors when there is no GPU. It must be set before triton is
+# imported anywhere, hence here.
+try:
+    import torch
+
+    _cuda = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    _cuda = False
+if not _cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "python" / "wikigpt" / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def sample_bz2() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_xml() -> bytes:
+    return bz2.decompress(SAMPLE.read_bytes())
+
+
+def split_pages(xml: bytes, n: int) -> list[bytes]:
+    """Cut a dump's XML into `n` valid dumps of consecutive pages (each with the original header and footer)."""
+    first = xml.index(b"<page>")
+    header = xml[:first]
+    footer = b"</mediawiki>\n"
+    pages = re.findall(rb"  <page>.*?</page>\n", xml[first:], flags=re.S)
+    per = -(-len(pages) // n)
+    return [header + b"".join(pages[i * per : (i + 1) * per]) + footer for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def sample_parts(tmp_path_factory, sample_xml) -> list[Path]:
+    """The sample as three dump parts named like real ones (articles1/2/3 with their page-id ranges)."""
+    d = tmp_path_factory.mktemp("parts")
+    out = []
+    for i, xml in enumerate(split_pages(sample_xml, 3), start=1):
+        ids = [int(x) for x in re.findall(rb"<page>\s*<title>.*?</title>\s*<ns>-?\d+</ns>\s*<id>(\d+)</id>", xml, re.S)]
+        p = d / f"enwiki-20160101-pages-articles{i}.xml-p{ids[0]}p{ids[-1]}.bz2"
+        p.write_bytes(bz2.compress(xml, 9))
+        out.append(p)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory) -> Path:
+    """A dataset folder built from the bundled sample (one part). val_fraction 0.05 so val has a few articles."""
+    from wikigpt import Dataset
+
+    path = tmp_path_factory.mktemp("ds") / "enwiki"
+    Dataset(path, val_fraction=0.05, shard_tokens=200_000).add([SAMPLE], processes=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_dataset_parts(tmp_path_factory, sample_parts) -> Path:
+    """A dataset with the sample's three parts added one by one."""
+    from wikigpt import Dataset
+
+    path = tmp_path_factory.mktemp("ds3") / "enwiki"
+    ds = Dataset(path, val_fraction=0.05, shard_tokens=200_000)
+    for p in sample_parts:
+        ds.add([p], processes=2)
+    return path

@@ -1,0 +1,216 @@
+"""Dump files → clean articles through the Python API and the CLI: outputs, determinism, bad input, Ctrl-C."""
+
+from __future__ import annotations
+
+import bz2
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import wikigpt
+from wikigpt import CorruptDumpError, DumpXMLError
+
+from .conftest import split_pages
+
+N_PAGES = 206
+N_REDIRECTS = 100
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "wikigpt", *map(str, args)], capture_output=True, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ decoding (cat)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cat_is_byte_identical_to_libbz2(tmp_path, sample_bz2, sample_xml, threads):
+    out = tmp_path / "out.xml"
+    with open(out, "wb") as f:
+        n = wikigpt.cat([sample_bz2], out=f, processes=threads)
+    assert n == len(sample_xml)
+    assert out.read_bytes() == sample_xml
+
+
+def test_cat_multistream_and_plain_xml(tmp_path, sample_xml):
+    # A multistream file: independent bzip2 streams of consecutive pieces, as in pages-articles-multistream.
+    pieces = [sample_xml[i : i + 700_000] for i in range(0, len(sample_xml), 700_000)]
+    multi = tmp_path / "multi.xml.bz2"
+    multi.write_bytes(b"".join(bz2.compress(p, 9) for p in pieces))
+    plain = tmp_path / "plain.xml"
+    plain.write_bytes(sample_xml)
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        wikigpt.cat([multi, plain], out=f, processes=2)
+    assert out.read_bytes() == sample_xml + sample_xml
+
+
+def test_cli_cat_matches_bzip2(sample_bz2, sample_xml):
+    r = run_cli("cat", sample_bz2, "--processes", "2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == sample_xml
+
+
+# ------------------------------------------------------------------------------------------------ articles
+
+
+def test_iter_articles_counts_and_order(sample_bz2):
+    arts = list(wikigpt.iter_articles(sample_bz2, processes=2))
+    assert 100 <= len(arts) <= N_PAGES - N_REDIRECTS
+    ids = [a.id for a in arts]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(a.ns == 0 and a.text.strip() for a in arts)
+    first = arts[0]
+    assert first.title == "Anarchism" and first.id == 12
+    assert "anarchism" in first.text.lower()
+    assert first.url.startswith("https://en.wikipedia.org/")
+
+
+def test_iter_articles_can_stop_early(sample_bz2):
+    it = wikigpt.iter_articles(sample_bz2, processes=2)
+    assert next(it).id == 12
+    it.close()  # must not hang the background pipeline
+
+
+def test_extract_jsonl(tmp_path, sample_bz2):
+    stats = wikigpt.extract_parallel([sample_bz2], tmp_path / "out", processes=2, format="jsonl")
+    assert stats.pages_seen == N_PAGES
+    assert stats.dropped["redirect"] == N_REDIRECTS
+    assert stats.pages_seen == stats.articles + sum(stats.dropped.values())
+    rows = [json.loads(l) for f in stats.files for l in Path(f).read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == stats.articles
+    assert set(rows[0]) == {"id", "revid", "url", "title", "text"}  # wikiextractor --json keys
+    assert rows[0]["id"] == "12" and rows[0]["title"] == "Anarchism" and rows[0]["revid"].isdigit()
+    # Only complete, final files in the output folder: no temp or staging leftovers.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(Path(f).name for f in stats.files)
+
+
+def test_extract_text_format_and_file_size(tmp_path, sample_bz2):
+    stats = wikigpt.extract_parallel([sample_bz2], tmp_path, processes=2, format="text", file_size="500K")
+    assert len(stats.files) > 1  # ~2.5 MB of text rolled into 500 kB files
+    text = "".join(Path(f).read_text(encoding="utf-8") for f in stats.files)
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    assert len(blocks) == stats.articles  # one article per paragraph block, title first
+    assert blocks[0].startswith("Anarchism\n")
+
+
+def test_output_is_identical_whatever_the_thread_count(tmp_path, sample_bz2):
+    a = wikigpt.extract_parallel([sample_bz2], tmp_path / "a", processes=1)
+    b = wikigpt.extract_parallel([sample_bz2], tmp_path / "b", processes=3)
+    assert [Path(f).read_bytes() for f in a.files] == [Path(f).read_bytes() for f in b.files]
+
+
+def test_min_chars_drops_short_articles(tmp_path, sample_bz2):
+    all_ = wikigpt.extract_parallel([sample_bz2], tmp_path / "a", processes=2)
+    some = wikigpt.extract_parallel([sample_bz2], tmp_path / "b", processes=2, min_chars=5000)
+    assert 0 < some.dropped["too_short"] < all_.articles
+    assert some.articles == all_.articles - some.dropped["too_short"]
+
+
+def test_progress_callback(tmp_path, sample_bz2):
+    seen = []
+    wikigpt.extract_parallel([sample_bz2], tmp_path, processes=2, progress=seen.append)
+    assert seen and seen[-1]["compressed_done"] == seen[-1]["compressed_total"] == sample_bz2.stat().st_size
+    assert seen[-1]["pages"] == N_PAGES
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def _no_output(d: Path) -> bool:
+    return not d.exists() or not any(d.iterdir())
+
+
+def test_truncated_bz2(tmp_path, sample_bz2):
+    bad = tmp_path / "trunc.xml.bz2"
+    bad.write_bytes(sample_bz2.read_bytes()[:1_000_000])
+    with pytest.raises(CorruptDumpError, match=r"trunc\.xml\.bz2.*byte \d+"):
+        wikigpt.extract_parallel([bad], tmp_path / "out", processes=2)
+    assert _no_output(tmp_path / "out")
+
+
+def test_flipped_byte_is_a_crc_error(tmp_path, sample_bz2):
+    data = bytearray(sample_bz2.read_bytes())
+    data[800_000] ^= 0x10
+    bad = tmp_path / "flip.xml.bz2"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptDumpError, match=r"flip\.xml\.bz2.*byte \d+"):
+        with open(tmp_path / "o", "wb") as f:
+            wikigpt.cat([bad], out=f, processes=2)
+
+
+def test_not_bz2(tmp_path):
+    bad = tmp_path / "junk.bz2"
+    bad.write_bytes(b"\x00\x01 this is not a dump " * 100)
+    with pytest.raises(CorruptDumpError, match="junk.bz2"):
+        wikigpt.extract_parallel([bad], tmp_path / "out")
+
+
+def test_malformed_xml_names_the_page(tmp_path, sample_xml):
+    xml = sample_xml.replace(b"<title>Anarchism</title>", b"<title>Anarchism</tilte>", 1)
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(xml)
+    with pytest.raises(DumpXMLError, match=r"bad\.xml.*byte \d+"):
+        wikigpt.extract_parallel([bad], tmp_path / "out", processes=2)
+    assert _no_output(tmp_path / "out")
+
+
+def test_non_utf8_xml(tmp_path, sample_xml):
+    head = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+    bad = tmp_path / "latin1.xml"
+    bad.write_bytes(head + sample_xml.decode("utf-8").encode("latin-1", "replace"))
+    with pytest.raises(DumpXMLError, match="UTF-8"):
+        wikigpt.extract_parallel([bad], tmp_path / "out")
+
+
+def test_missing_file_and_unwritable_output(tmp_path, sample_bz2):
+    with pytest.raises(FileNotFoundError, match="nope.bz2"):
+        wikigpt.extract_parallel([tmp_path / "nope.bz2"], tmp_path / "out")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="cannot create output folder"):
+        wikigpt.extract_parallel([sample_bz2], blocker / "sub")
+
+
+def test_cli_errors_are_one_line(tmp_path, sample_bz2):
+    bad = tmp_path / "trunc.xml.bz2"
+    bad.write_bytes(sample_bz2.read_bytes()[:500_000])
+    for args in (["extract", bad, "-o", tmp_path / "o", "-q"], ["cat", tmp_path / "missing.bz2"], ["cat", bad]):
+        r = run_cli(*args)
+        assert r.returncode == 1, r
+        err = r.stderr.decode()
+        assert "Traceback" not in err
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert len(lines) == 1 and lines[0].startswith("wikigpt: error:"), err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_promptly_and_leaves_no_output(tmp_path, sample_xml):
+    # ~150 MB of plain XML: long enough to interrupt mid-run.
+    first = sample_xml.index(b"<page>")
+    body = sample_xml[first : sample_xml.rindex(b"</page>") + len(b"</page>\n")]
+    big = tmp_path / "big.xml"
+    with open(big, "wb") as f:
+        f.write(sample_xml[:first])
+        for k in range(25):
+            f.write(re.sub(rb"<id>(\d+)</id>", lambda m: b"<id>%d</id>" % (int(m.group(1)) + k * 10_000_000), body))
+        f.write(b"</mediawiki>\n")
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "wikigpt", "extract", str(big), "-o", str(out), "-q"],
+                         stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    assert p.poll() is None, "finished before it could be interrupted"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=30)
+    assert rc == 130
+    assert time.monotonic() - t0 < 5
+    assert b"interrupted" in p.stderr.read()
+    assert _no_output(out)
