@@ -7,6 +7,7 @@ Without CUDA the kernels run in Triton's CPU interpreter (slow; for tests).
 
 from ._settings import INTERPRET
 from .fused_linear_cross_entropy import fused_linear_cross_entropy
+from .gelu_linear import gelu_linear
 from .layer_norm import add_layer_norm, layer_norm
 
-__all__ = ["INTERPRET", "add_layer_norm", "fused_linear_cross_entropy", "layer_norm"]
+__all__ = ["INTERPRET", "add_layer_norm", "fused_linear_cross_entropy", "gelu_linear", "layer_norm"]

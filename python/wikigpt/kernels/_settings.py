@@ -100,3 +100,21 @@ def num_row_programs(n_rows: int, device: torch.device) -> int:
         return max(1, min(n_rows, 4))
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     return max(1, min(n_rows, 4 * sms))
+
+
+# Triton's interpreter converts fp32 -> bf16 by truncating the mantissa, where the GPU rounds to nearest even; a
+# kernel tested in the interpreter would then disagree with torch by one bf16 step, with a bias. In the interpreter
+# our kernels round by integer arithmetic instead (the same RTNE the hardware does); on the GPU they use the
+# hardware conversion.
+_INTERP = tl.constexpr(INTERPRET)
+
+
+@jit
+def to_out(x, dtype: tl.constexpr):
+    """fp32 tensor -> dtype, rounding to nearest even (for the bf16 stores of our kernels)."""
+    if _INTERP and dtype == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = bits + 0x7FFF + ((bits >> 16) & 1)
+        return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        return x.to(dtype)

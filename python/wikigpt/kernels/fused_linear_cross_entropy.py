@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._settings import INTERPRET, check_device, jit
+from ._settings import INTERPRET, check_device, jit, to_out
 
 # Logits chunk budget in bytes: chunk_rows * V * elem_size stays under this. 256 MB is ~2048 rows of bf16 at
 # V=50304: large enough that the three GEMMs per chunk run near peak, small next to the activations it replaces.
@@ -67,14 +67,16 @@ def _ce_grad_kernel(
     loss = tl.where(valid, lse - x_t, 0.0)
 
     # Pass 2: d(mean loss)/d(logit_j) = (softmax_j - [j == t]) / n_valid, zero for an ignored row.
-    scale = tl.where(valid, 1.0 / tl.load(NVALID).to(tl.float32), 0.0)
+    # max(.., 1): with no valid token at all every row is ignored and the scale is never used (the loss is 0/0 = NaN,
+    # as in torch), but the division must not fault
+    scale = tl.where(valid, 1.0 / tl.maximum(tl.load(NVALID), 1).to(tl.float32), 0.0)
     for off in range(0, n_cols, BLOCK):
         c = off + cols
         mask = c < n_cols
         x = tl.load(l_ptr + c, mask=mask, other=0.0).to(tl.float32)
         g = tl.exp(x - lse) * scale
         g = tl.where(c == t_safe, g - scale, g)
-        tl.store(l_ptr + c, g.to(L.dtype.element_ty), mask=mask)
+        tl.store(l_ptr + c, to_out(g, L.dtype.element_ty), mask=mask)
     tl.store(LOSS + row, loss)
 
 

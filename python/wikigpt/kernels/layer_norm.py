@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 import triton.language as tl
 
-from ._settings import check_device, jit, num_row_programs, row_config
+from ._settings import check_device, jit, num_row_programs, row_config, to_out
 
 
 @jit
@@ -40,7 +40,7 @@ def _ln_fwd_kernel(
     h = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_RES:
         h += tl.load(R + row * stride_r + cols, mask=mask, other=0.0).to(tl.float32)
-        h_st = h.to(H.dtype.element_ty)
+        h_st = to_out(h, H.dtype.element_ty)
         tl.store(H + row * stride_h + cols, h_st, mask=mask)
         h = h_st.to(tl.float32)  # the statistics of the h we return, not of a more precise one
     mean = tl.sum(h, axis=0) / n_cols
@@ -51,7 +51,7 @@ def _ln_fwd_kernel(
     y = hc * rstd * w
     if HAS_BIAS:
         y += tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride_y + cols, y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + row * stride_y + cols, to_out(y, Y.dtype.element_ty), mask=mask)
     tl.store(MEAN + row, mean)
     tl.store(RSTD + row, rstd)
 
@@ -83,9 +83,9 @@ def _ln_bwd_kernel(
         dh = (g - c2 - xhat * c1) * rstd
         if HAS_DH_IN:
             dh += tl.load(DH_IN + row * stride_dh_in + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(DX + row * stride_dx + cols, dh.to(DX.dtype.element_ty), mask=mask)
+        tl.store(DX + row * stride_dx + cols, to_out(dh, DX.dtype.element_ty), mask=mask)
         if HAS_DR:
-            tl.store(DR + row * stride_dr + cols, dh.to(DR.dtype.element_ty), mask=mask)
+            tl.store(DR + row * stride_dr + cols, to_out(dh, DR.dtype.element_ty), mask=mask)
         dw_acc += dy * xhat
         if HAS_BIAS:
             db_acc += dy
