@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def context(n: int, corpora: list) -> dict:
         "git": (git.stdout.strip() or "?") + ("+dirty" if dirty.stdout.strip() else ""),
         "versions": {
             "wikigpt": _pkg_version("wikigpt"),
-            "bzip2": _first_line(["bzip2", "-V"]).split(",")[-1].strip(),
+            "bzip2": (re.findall(r"Version (\S+?),", _first_line(["bzip2", "-V"])) or ["?"])[0],
             "lbzip2": _first_line(["lbzip2", "-V"]),
             "wikiextractor": _pkg_version("wikiextractor"),
             "tiktoken": _pkg_version("tiktoken"),
