@@ -1,1 +1,1538 @@
-//! (being written)
+//! Wikitext → clean prose.
+//!
+//! Three linear passes, in MediaWiki's own order (templates before block structure, entities last):
+//!
+//! 1. **Preprocess** ([`parse`]): one scan builds a small tree of the constructs that nest: templates `{{…}}`,
+//!    parameters `{{{…}}}`, links `[[…]]` (all split into parts at top-level `|`), and extension tags (`<ref>`,
+//!    `<math>`, `<nowiki>`, …), whose content is opaque, as in MediaWiki's preprocessor (braces inside a `<ref>` never
+//!    pair with braces outside). Comments are removed here, first. Brace runs pair like MediaWiki's preprocessor
+//!    (`{{{{{x}}}}}` is a template around a parameter). Constructs still open at the end of the text are **unclosed**:
+//!    their opening `{{`/`[[` is dropped and their content kept as plain text, so a stray `{{` never swallows the
+//!    rest of an article (MediaWiki shows them literally; we drop the brackets so no markup is left). Nesting deeper
+//!    than [`MAX_DEPTH`] is treated as text, which bounds the work of unwinding to O(depth·n).
+//! 2. **Render** ([`Renderer`]): templates become text when they carry prose or numbers (`{{convert}}`, dates,
+//!    `{{lang}}`, `{{nowrap}}`, `{{frac}}`, … see [`Renderer::template`]) and vanish otherwise; links become their
+//!    label, except File/Image/Media/Category links (by the wiki's own namespace names) and interlanguage links,
+//!    which vanish; extension tags vanish except `<nowiki>` (content kept literally), `<math>` with `keep_math`, and
+//!    inline `<syntaxhighlight>`. The result is still line-structured wikitext without templates or links.
+//! 3. **Blocks** ([`blocks`]): line by line: tables `{|…|}` are dropped (nested; an unclosed table ends at the next
+//!    blank line), headings and list items are recognised, then each line's inline markup goes in one scan: external
+//!    links `[url label]` → label, HTML tags stripped (content kept), `''`/`'''` removed, `__MAGIC__` words removed,
+//!    HTML entities decoded (here, last, so `&lt;ref&gt;` written in the wikitext stays the text "<ref>"). Then the
+//!    leftovers of removal are repaired: empty `()`/`( ; )`, space before punctuation, runs of spaces. Finally empty
+//!    sections and reference/navigation sections made only of lists ("See also", "References", "External links",
+//!    "Further reading", …) are dropped.
+//!
+//! Output: blocks separated by "\n\n": a paragraph (its source lines joined by a space), a heading (its own block,
+//! when `keep_headings`), a list (one item per line, markers removed, when `keep_lists`).
+//!
+//! Decisions, documented once: dates render as "January 2, 1900" ("2 January 1900" with `df=y`), ages that depend on
+//! today's date are dropped; `{{formatnum:1234567}}` → "1,234,567" (what a reader sees); code blocks (`<pre>`,
+//! `<syntaxhighlight>`, `<source>`) are not prose and are dropped, inline `<code>` keeps its text; `<br>` → space.
+
+use crate::dump::Namespaces;
+
+/// What to keep.
+#[derive(Clone, Debug)]
+pub struct CleanOptions {
+    /// Heading text on its own line (default true).
+    pub keep_headings: bool,
+    /// List items, markers removed, one per line (default true).
+    pub keep_lists: bool,
+    /// Keep the TeX source of `<math>` (default false: formulas are dropped, no placeholders).
+    pub keep_math: bool,
+}
+
+impl Default for CleanOptions {
+    fn default() -> Self {
+        CleanOptions { keep_headings: true, keep_lists: true, keep_math: false }
+    }
+}
+
+/// Wikitext (already XML-unescaped) → clean prose: blocks separated by "\n\n", no markup left.
+pub fn clean(text: &str, ns: &Namespaces, opts: &CleanOptions) -> String {
+    let tree = parse(text);
+    let r = Renderer { ns, opts };
+    let mut mid = String::with_capacity(text.len() / 2);
+    r.render(&tree, &mut mid);
+    blocks(&mid, opts)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pass 1: preprocessor tree
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Deepest nesting of `{{`/`[[` we build; deeper openers are text.
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Debug)]
+enum Node<'a> {
+    Text(&'a str),
+    /// `{{…}}`: parts split at top-level `|` (part 0 is the name).
+    Template(Vec<Vec<Node<'a>>>),
+    /// `{{{…}}}`: dropped whatever it holds.
+    Param,
+    /// `[[…]]`: parts split at top-level `|` (part 0 is the target).
+    Link(Vec<Vec<Node<'a>>>),
+    /// An extension tag with opaque content: `name` lowercase; `body` None when self-closing or unclosed.
+    Ext { name: &'static str, attrs: &'a str, body: Option<&'a str> },
+}
+
+/// Extension tags (and `includeonly`) whose content the preprocessor does not parse. `poem` is absent on purpose:
+/// its content is wikitext, and the tag itself is stripped in pass 3.
+const OPAQUE_TAGS: &[&str] = &[
+    "ref",
+    "references",
+    "nowiki",
+    "math",
+    "chem",
+    "ce",
+    "pre",
+    "syntaxhighlight",
+    "source",
+    "gallery",
+    "timeline",
+    "imagemap",
+    "score",
+    "graph",
+    "hiero",
+    "templatedata",
+    "templatestyles",
+    "includeonly",
+    "categorytree",
+    "mapframe",
+    "maplink",
+    "inputbox",
+    "charinsert",
+    "indicator",
+    "section",
+    "quiz",
+    "rss",
+    "langconvert",
+    "dynamicpagelist",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    Root,
+    /// An open run of `count` braces.
+    Brace(usize),
+    Link,
+}
+
+struct Frame<'a> {
+    kind: FrameKind,
+    parts: Vec<Vec<Node<'a>>>,
+}
+
+impl<'a> Frame<'a> {
+    fn new(kind: FrameKind) -> Self {
+        Frame { kind, parts: vec![Vec::new()] }
+    }
+    fn push(&mut self, n: Node<'a>) {
+        self.parts.last_mut().unwrap().push(n);
+    }
+}
+
+fn run_len(b: &[u8], i: usize, c: u8) -> usize {
+    b[i..].iter().take_while(|&&x| x == c).count()
+}
+
+/// Case-insensitive ASCII search for `</name` + optional spaces + `>` from `from`; returns (start of `</`, end).
+fn find_close_tag(s: &str, from: usize, name: &str) -> Option<(usize, usize)> {
+    let b = s.as_bytes();
+    let mut i = from;
+    while let Some(j) = memchr::memmem::find(&b[i..], b"</") {
+        let at = i + j;
+        let n0 = at + 2;
+        let n1 = n0 + name.len();
+        if n1 <= b.len() && b[n0..n1].eq_ignore_ascii_case(name.as_bytes()) {
+            let mut k = n1;
+            while k < b.len() && (b[k] == b' ' || b[k] == b'\t' || b[k] == b'\n') {
+                k += 1;
+            }
+            if k < b.len() && b[k] == b'>' {
+                return Some((at, k + 1));
+            }
+        }
+        i = at + 2;
+    }
+    None
+}
+
+/// The preprocessor pass (see the module docs).
+fn parse(text: &str) -> Vec<Node<'_>> {
+    let b = text.as_bytes();
+    let n = b.len();
+    let mut stack: Vec<Frame> = vec![Frame::new(FrameKind::Root)];
+    // Per opaque tag: the position from which we know there is no closing tag (avoids rescanning: linear time).
+    let mut no_close_from: Vec<(&'static str, usize)> = Vec::new();
+    let mut i = 0;
+    let mut text_start = 0;
+
+    macro_rules! flush {
+        ($upto:expr) => {
+            if text_start < $upto {
+                stack.last_mut().unwrap().push(Node::Text(&text[text_start..$upto]));
+            }
+        };
+    }
+
+    while i < n {
+        let c = b[i];
+        match c {
+            b'{' => {
+                let run = run_len(b, i, b'{');
+                if run >= 2 && stack.len() <= MAX_DEPTH {
+                    flush!(i);
+                    stack.push(Frame::new(FrameKind::Brace(run)));
+                    i += run;
+                    text_start = i;
+                } else {
+                    i += run;
+                }
+            }
+            b'}' => {
+                let mut run = run_len(b, i, b'}');
+                let start = i;
+                let mut consumed = 0;
+                while run >= 2 {
+                    let FrameKind::Brace(open) = stack.last().unwrap().kind else { break };
+                    if consumed == 0 {
+                        flush!(start);
+                    }
+                    let matching = run.min(open).min(3);
+                    let frame = stack.pop().unwrap();
+                    let node = if matching == 3 { Node::Param } else { Node::Template(frame.parts) };
+                    let left = open - matching;
+                    if left >= 2 {
+                        let mut f = Frame::new(FrameKind::Brace(left));
+                        f.push(node);
+                        stack.push(f);
+                    } else {
+                        let parent = stack.last_mut().unwrap();
+                        if left == 1 {
+                            parent.push(Node::Text("{"));
+                        }
+                        parent.push(node);
+                    }
+                    run -= matching;
+                    consumed += matching;
+                }
+                if consumed > 0 {
+                    text_start = start + consumed;
+                }
+                i = start + consumed + run;
+            }
+            b'[' => {
+                let run = run_len(b, i, b'[');
+                if run >= 2 && stack.len() <= MAX_DEPTH {
+                    // `[[[x]]` is `[` + a link: the link takes the last two brackets.
+                    flush!(i + run - 2);
+                    stack.push(Frame::new(FrameKind::Link));
+                    i += run;
+                    text_start = i;
+                } else {
+                    i += run;
+                }
+            }
+            b']' => {
+                let mut run = run_len(b, i, b']');
+                let start = i;
+                let mut consumed = 0;
+                while run >= 2 && stack.last().unwrap().kind == FrameKind::Link {
+                    if consumed == 0 {
+                        flush!(start);
+                    }
+                    let frame = stack.pop().unwrap();
+                    stack.last_mut().unwrap().push(Node::Link(frame.parts));
+                    run -= 2;
+                    consumed += 2;
+                }
+                if consumed > 0 {
+                    text_start = start + consumed;
+                }
+                i = start + consumed + run;
+            }
+            b'|' => {
+                if stack.last().unwrap().kind != FrameKind::Root {
+                    flush!(i);
+                    stack.last_mut().unwrap().parts.push(Vec::new());
+                    text_start = i + 1;
+                }
+                i += 1;
+            }
+            b'<' => {
+                if b[i..].starts_with(b"<!--") {
+                    flush!(i);
+                    // MediaWiki: an unclosed comment runs to the end of the text.
+                    i = match memchr::memmem::find(&b[i + 4..], b"-->") {
+                        Some(j) => i + 4 + j + 3,
+                        None => n,
+                    };
+                    text_start = i;
+                    continue;
+                }
+                match opaque_tag(text, i, &mut no_close_from) {
+                    Some((node, end)) => {
+                        flush!(i);
+                        stack.last_mut().unwrap().push(node);
+                        i = end;
+                        text_start = i;
+                    }
+                    None => i += 1,
+                }
+            }
+            _ => {
+                // Skip to the next byte that can start a construct.
+                i += 1;
+                while i < n && !matches!(b[i], b'{' | b'}' | b'[' | b']' | b'|' | b'<') {
+                    i += 1;
+                }
+            }
+        }
+    }
+    flush!(n);
+    // Unclosed constructs: drop the opener, keep the content as text (parts joined by the `|` that split them).
+    while stack.len() > 1 {
+        let frame = stack.pop().unwrap();
+        let parent = stack.last_mut().unwrap();
+        for (k, part) in frame.parts.into_iter().enumerate() {
+            if k > 0 {
+                parent.push(Node::Text("|"));
+            }
+            for node in part {
+                parent.push(node);
+            }
+        }
+    }
+    stack.pop().unwrap().parts.pop().unwrap()
+}
+
+/// At `text[i] == '<'`: an opaque extension tag? Returns its node and the end of the whole element.
+fn opaque_tag<'a>(
+    text: &'a str,
+    i: usize,
+    no_close_from: &mut Vec<(&'static str, usize)>,
+) -> Option<(Node<'a>, usize)> {
+    let b = text.as_bytes();
+    let name_end = i + 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+    if name_end == i + 1 || name_end >= b.len() || !matches!(b[name_end], b' ' | b'\t' | b'\n' | b'/' | b'>') {
+        return None;
+    }
+    let raw = &text[i + 1..name_end];
+    let name = *OPAQUE_TAGS.iter().find(|t| t.eq_ignore_ascii_case(raw))?;
+    let gt = name_end + memchr::memchr(b'>', &b[name_end..])?;
+    if b[name_end..gt].contains(&b'<') {
+        return None;
+    }
+    let self_closing = b[gt - 1] == b'/';
+    let attrs = &text[name_end..if self_closing { gt - 1 } else { gt }];
+    if self_closing {
+        return Some((Node::Ext { name, attrs, body: None }, gt + 1));
+    }
+    let known_none = no_close_from.iter().any(|&(t, from)| t == name && gt + 1 >= from);
+    let close = if known_none { None } else { find_close_tag(text, gt + 1, name) };
+    match close {
+        Some((cs, ce)) => Some((Node::Ext { name, attrs, body: Some(&text[gt + 1..cs]) }, ce)),
+        None => {
+            if !known_none {
+                no_close_from.push((name, gt + 1));
+            }
+            // Unclosed: drop the opening tag only.
+            Some((Node::Ext { name, attrs, body: None }, gt + 1))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pass 2: render templates, links, extension tags
+// ---------------------------------------------------------------------------------------------------------------
+
+struct Renderer<'n> {
+    ns: &'n Namespaces,
+    opts: &'n CleanOptions,
+}
+
+/// Template arguments, rendered: positional (1-based in wikitext, 0-based here) and named.
+#[derive(Default, Debug)]
+struct Args {
+    pos: Vec<String>,
+    named: Vec<(String, String)>,
+}
+
+impl Args {
+    /// Positional argument `i` (0-based), also when given as `i+1=` by name.
+    fn get(&self, i: usize) -> Option<&str> {
+        let key = (i + 1).to_string();
+        if let Some((_, v)) = self.named.iter().rev().find(|(k, _)| *k == key) {
+            return Some(v.as_str());
+        }
+        self.pos.get(i).map(|s| s.as_str())
+    }
+    fn named(&self, k: &str) -> Option<&str> {
+        self.named.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.named(k).map(|v| v.to_ascii_lowercase()).as_deref(), Some("y" | "yes" | "on" | "true" | "1"))
+    }
+    /// All positional arguments (named numeric ones merged in), trimmed.
+    fn positional(&self) -> Vec<&str> {
+        let mut n = self.pos.len();
+        for (k, _) in &self.named {
+            if let Ok(x) = k.parse::<usize>() {
+                n = n.max(x);
+            }
+        }
+        (0..n).map(|i| self.get(i).unwrap_or("")).collect()
+    }
+    fn last_nonempty(&self) -> Option<&str> {
+        self.positional().into_iter().rev().find(|s| !s.is_empty())
+    }
+}
+
+/// Normalize a template name: trim, '_' → ' ', collapse spaces, lowercase, drop a "Template:" prefix.
+fn template_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for w in name.split(|c: char| c == '_' || c.is_whitespace()).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    let low = out.to_lowercase();
+    for p in ["template:", "subst:", "safesubst:"] {
+        if let Some(rest) = low.strip_prefix(p) {
+            return rest.trim().to_string();
+        }
+    }
+    low
+}
+
+const MONTHS: [&str; 12] = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "December",
+];
+
+fn month_of(s: &str) -> Option<usize> {
+    let s = s.trim();
+    if let Ok(m) = s.parse::<usize>() {
+        return (1..=12).contains(&m).then_some(m);
+    }
+    let low = s.to_lowercase();
+    MONTHS.iter().position(|m| {
+        let ml = m.to_lowercase();
+        low == ml || (low.len() >= 3 && ml.starts_with(&low))
+    }).map(|i| i + 1)
+}
+
+/// "January 2, 1900" (or "2 January 1900" with df), "January 1900", "1900"; None unless the year is a number.
+fn format_date(y: &str, m: Option<&str>, d: Option<&str>, df: bool) -> Option<String> {
+    let y = y.trim();
+    if y.is_empty() || !y.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let m = m.filter(|s| !s.trim().is_empty());
+    let Some(m) = m else { return Some(y.to_string()) };
+    let mi = month_of(m)?;
+    let month = MONTHS[mi - 1];
+    let d = d.map(|s| s.trim()).filter(|s| !s.is_empty());
+    Some(match d.and_then(|d| d.parse::<u32>().ok()).filter(|d| (1..=31).contains(d)) {
+        Some(d) if df => format!("{} {} {}", d, month, y),
+        Some(d) => format!("{} {}, {}", month, d, y),
+        None => format!("{} {}", month, y),
+    })
+}
+
+fn is_number(s: &str) -> bool {
+    let s = s.trim().trim_start_matches(['-', '+', '−', '~']);
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') && s.chars().any(|c| c.is_ascii_digit())
+}
+
+/// `{{formatnum:}}`: group the integer part with commas (what a reader sees); `R` flag: remove them.
+fn formatnum(s: &str, reverse: bool) -> String {
+    let s = s.trim();
+    if reverse {
+        return s.replace(',', "");
+    }
+    let (sign, rest) = match s.strip_prefix('-') {
+        Some(r) => ("-", r),
+        None => ("", s),
+    };
+    let (int, frac) = match rest.find('.') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if int.is_empty() || !int.bytes().all(|c| c.is_ascii_digit()) || !frac.bytes().skip(1).all(|c| c.is_ascii_digit()) {
+        return s.to_string();
+    }
+    let mut out = String::from(sign);
+    for (k, ch) in int.chars().enumerate() {
+        if k > 0 && (int.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out.push_str(frac);
+    out
+}
+
+/// Display of a `{{convert}}` unit code where the code itself is not what readers see.
+fn unit_display(u: &str) -> String {
+    match u {
+        "F" => "°F".into(),
+        "C" => "°C".into(),
+        "K" => "K".into(),
+        _ => {
+            if let Some(rest) = u.strip_prefix("sq") {
+                format!("sq {}", rest)
+            } else if let Some(rest) = u.strip_prefix("cu") {
+                format!("cu {}", rest)
+            } else {
+                u.to_string()
+            }
+        }
+    }
+}
+
+/// Range words of `{{convert}}` and how they display.
+fn convert_range(w: &str) -> Option<&'static str> {
+    Some(match w {
+        "-" | "–" | "to(-)" | "and(-)" => "–",
+        "to" => " to ",
+        "and" => " and ",
+        "or" => " or ",
+        "by" => " by ",
+        "x" | "×" => " × ",
+        "+/-" | "±" => " ± ",
+        "+" => " + ",
+        "&" => " & ",
+        "," => ", ",
+        _ => return None,
+    })
+}
+
+impl<'n> Renderer<'n> {
+    fn render(&self, nodes: &[Node], out: &mut String) {
+        for node in nodes {
+            match node {
+                Node::Text(t) => out.push_str(t),
+                Node::Param => {}
+                Node::Template(parts) => self.render_template(parts, out),
+                Node::Link(parts) => self.render_link(parts, out),
+                Node::Ext { name, attrs, body } => self.render_ext(name, attrs, *body, out),
+            }
+        }
+    }
+
+    fn to_string(&self, nodes: &[Node]) -> String {
+        let mut s = String::new();
+        self.render(nodes, &mut s);
+        s
+    }
+
+    fn render_ext(&self, name: &str, attrs: &str, body: Option<&str>, out: &mut String) {
+        let Some(body) = body else { return };
+        match name {
+            "nowiki" => escape_literal(body, out),
+            "math" | "chem" | "ce" if self.opts.keep_math => escape_literal(body.trim(), out),
+            "syntaxhighlight" | "source" if attrs.to_ascii_lowercase().contains("inline") => escape_literal(body, out),
+            _ => {}
+        }
+    }
+
+    fn render_link(&self, parts: &[Vec<Node>], out: &mut String) {
+        let target_full = self.to_string(&parts[0]);
+        let target = target_full.trim();
+        if target.is_empty() || target.contains('\n') || target.contains('{') || target.contains('<') {
+            // Not a valid link target: MediaWiki shows the text; we keep it without the brackets.
+            for (k, p) in parts.iter().enumerate() {
+                if k > 0 {
+                    out.push('|');
+                }
+                self.render(p, out);
+            }
+            return;
+        }
+        let (visible, target) = match target.strip_prefix(':') {
+            Some(t) => (true, t.trim_start()),
+            None => (false, target),
+        };
+        if !visible {
+            if let Some(colon) = target.find(':') {
+                let prefix = &target[..colon];
+                match self.ns.key_of_prefix(prefix) {
+                    Some(6) | Some(14) | Some(-2) => return,
+                    Some(_) => {}
+                    None => {
+                        if is_interlanguage(prefix) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if parts.len() > 1 {
+            let mut label = String::new();
+            for (k, p) in parts[1..].iter().enumerate() {
+                if k > 0 {
+                    label.push('|');
+                }
+                self.render(p, &mut label);
+            }
+            if !label.trim().is_empty() {
+                out.push_str(&label);
+                return;
+            }
+            // Pipe trick: [[Paris, Texas|]] → "Paris", [[Help:Foo (bar)|]] → "Foo".
+            let mut t = target;
+            if let Some(c) = t.find(':') {
+                if self.ns.key_of_prefix(&t[..c]).is_some() {
+                    t = &t[c + 1..];
+                }
+            }
+            if let Some(p) = t.find(" (") {
+                t = &t[..p];
+            } else if let Some(p) = t.find(", ") {
+                t = &t[..p];
+            }
+            out.push_str(t.trim());
+            return;
+        }
+        out.push_str(target);
+    }
+
+    fn args(&self, parts: &[Vec<Node>]) -> Args {
+        let mut a = Args::default();
+        for part in &parts[1..] {
+            // Named when a `=` occurs in the leading text, before any nested construct.
+            let mut split = None;
+            for (k, node) in part.iter().enumerate() {
+                match node {
+                    Node::Text(t) => {
+                        if let Some(p) = t.find('=') {
+                            split = Some((k, p));
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            match split {
+                Some((k, p)) => {
+                    let mut name = String::new();
+                    for node in &part[..k] {
+                        if let Node::Text(t) = node {
+                            name.push_str(t);
+                        }
+                    }
+                    let Node::Text(t) = &part[k] else { unreachable!() };
+                    name.push_str(&t[..p]);
+                    let mut value = t[p + 1..].to_string();
+                    self.render(&part[k + 1..], &mut value);
+                    a.named.push((name.trim().to_lowercase(), value.trim().to_string()));
+                }
+                None => a.pos.push(self.to_string(part).trim().to_string()),
+            }
+        }
+        a
+    }
+
+    fn render_template(&self, parts: &[Vec<Node>], out: &mut String) {
+        let raw_name = self.to_string(&parts[0]);
+        let key = template_key(&raw_name);
+        if key.starts_with('#') {
+            // Parser functions (#if, #switch, #expr, #invoke, …) need a template engine: dropped.
+            return;
+        }
+        if let Some(colon) = key.find(':') {
+            // Magic-word functions: {{formatnum:1234}}, {{lc:…}}; the first argument follows the colon.
+            let func = &key[..colon];
+            let raw_arg = raw_name.trim();
+            let arg0 = raw_arg[raw_arg.find(':').map(|i| i + 1).unwrap_or(0)..].trim();
+            let a = self.args(parts);
+            match func {
+                "formatnum" => {
+                    let reverse = a.get(0).map(|f| f.trim() == "R").unwrap_or(false);
+                    out.push_str(&formatnum(arg0, reverse));
+                }
+                "lc" => out.push_str(&arg0.to_lowercase()),
+                "uc" => out.push_str(&arg0.to_uppercase()),
+                "lcfirst" | "ucfirst" => {
+                    let mut ch = arg0.chars();
+                    if let Some(f) = ch.next() {
+                        if func == "ucfirst" {
+                            out.extend(f.to_uppercase());
+                        } else {
+                            out.extend(f.to_lowercase());
+                        }
+                        out.push_str(ch.as_str());
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        self.template(&key, parts, out);
+    }
+
+    /// The templates that carry prose or numbers. Everything else (infoboxes, citations, navboxes, maintenance tags,
+    /// pronunciation) renders as nothing.
+    fn template(&self, key: &str, parts: &[Vec<Node>], out: &mut String) {
+        // Constant templates first (no arguments to render).
+        let constant = match key {
+            "'" => Some("'"),
+            "'s" => Some("'s"),
+            "\"'" => Some("\"'"),
+            "'\"" => Some("'\""),
+            "!" => Some("|"),
+            "=" => Some("="),
+            "nbsp" | "space" | "sp" => Some("\u{a0}"),
+            "ndash" | "en dash" | "nd" => Some("–"),
+            "mdash" | "em dash" | "md" => Some("—"),
+            "snd" | "spnd" | "sndash" | "spaced ndash" | "spaced en dash" | "spacednd" => Some(" – "),
+            "smd" | "spmd" | "spaced mdash" | "spaced em dash" => Some(" — "),
+            "·" | "dot" | "middot" => Some(" · "),
+            "•" | "bullet" => Some(" • "),
+            "okina" => Some("ʻ"),
+            "-" | "clear" | "clr" | "shy" | "zwsp" | "break" => Some(""),
+            _ => None,
+        };
+        if let Some(c) = constant {
+            out.push_str(c);
+            return;
+        }
+        let a = || self.args(parts);
+        match key {
+            "convert" | "cvt" => convert(&a(), out),
+            "nowrap" | "nobr" | "nobreak" | "small" | "smaller" | "big" | "larger" | "midsize" | "sup" | "sub"
+            | "em" | "strong" | "smallcaps" | "sc" | "sc1" | "var" | "mvar" | "math" | "sic" | "not a typo"
+            | "proper name" | "typo" | "text" | "abbr" | "tooltip" | "visible anchor" | "vanchor" | "nihongo"
+            | "ill" | "interlanguage link" | "interlanguage link multi" | "illm" | "keypress" | "serif"
+            | "sans-serif" | "mono" | "code" | "samp" | "nowrap begin" | "lang-en" => {
+                let a = a();
+                if let Some(t) = a.get(0) {
+                    out.push_str(t);
+                }
+            }
+            "lang" | "langx" | "transl" | "transliteration" | "script" | "unicode" | "polytonic" | "hebrew"
+            | "resize" | "color" | "colored text" | "font color" | "audio" => {
+                let a = a();
+                if let Some(t) = a.named("text").or_else(|| a.last_nonempty()) {
+                    out.push_str(t);
+                }
+            }
+            "quote" | "quotation" | "cquote" | "blockquote" | "quote box" | "font" => {
+                let a = a();
+                if let Some(t) = a.named("text").or_else(|| a.named("quote")).or_else(|| a.get(0)) {
+                    out.push_str(t);
+                }
+            }
+            "gaps" => out.push_str(&a().positional().join(" ")),
+            "sortname" => {
+                let a = a();
+                let p = a.positional();
+                out.push_str(&p.iter().take(2).copied().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
+            }
+            "birth date" | "birth date and age" | "bda" | "dob" | "death date" | "start date" | "end date"
+            | "start date and age" | "end date and age" | "start and end dates" | "release date" => {
+                let a = a();
+                let p = a.positional();
+                let df = a.flag("df");
+                let y = p.first().copied().unwrap_or("");
+                match format_date(y, p.get(1).copied(), p.get(2).copied(), df) {
+                    Some(s) => out.push_str(&s),
+                    None => out.push_str(&p.join(" ")),
+                }
+            }
+            "death date and age" | "dda" => {
+                let a = a();
+                let p = a.positional();
+                let df = a.flag("df");
+                if let Some(s) = format_date(p.first().copied().unwrap_or(""), p.get(1).copied(), p.get(2).copied(), df) {
+                    out.push_str(&s);
+                    if let Some(age) = age_at(&p) {
+                        out.push_str(&format!(" (aged {})", age));
+                    }
+                }
+            }
+            "birth year and age" | "death year and age" | "birth year" | "death year" => {
+                let a = a();
+                if let Some(y) = a.get(0) {
+                    out.push_str(y);
+                }
+            }
+            "circa" | "c." | "ca." | "ca" => {
+                let a = a();
+                let p = a.positional();
+                match (p.first().filter(|s| !s.is_empty()), p.get(1).filter(|s| !s.is_empty())) {
+                    (Some(x), Some(y)) => out.push_str(&format!("c. {} – c. {}", x, y)),
+                    (Some(x), None) => out.push_str(&format!("c. {}", x)),
+                    _ => out.push_str("c."),
+                }
+            }
+            "floruit" | "fl." | "fl" => {
+                let a = a();
+                out.push_str("fl. ");
+                out.push_str(a.get(0).unwrap_or(""));
+            }
+            "reign" | "r." | "reigned" => {
+                let a = a();
+                let p = a.positional();
+                out.push_str("r. ");
+                out.push_str(&p.iter().copied().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("–"));
+            }
+            "bce" | "bc" | "ce" | "ad" => {
+                let a = a();
+                if let Some(y) = a.get(0) {
+                    let era = key.to_uppercase();
+                    if key == "ad" {
+                        out.push_str(&format!("AD {}", y));
+                    } else {
+                        out.push_str(&format!("{} {}", y, era));
+                    }
+                }
+            }
+            "as of" => {
+                let a = a();
+                let p = a.positional();
+                let lc = a.flag("lc");
+                let df = a.named("df").map(|v| v.starts_with('y') || v == "dmy").unwrap_or(false);
+                if let Some(d) = format_date(p.first().copied().unwrap_or(""), p.get(1).copied(), p.get(2).copied(), df) {
+                    out.push_str(if lc { "as of " } else { "As of " });
+                    out.push_str(&d);
+                }
+            }
+            "val" => val(&a(), out),
+            "frac" | "sfrac" | "fraction" => {
+                let a = a();
+                let p: Vec<&str> = a.positional().into_iter().filter(|s| !s.is_empty()).collect();
+                match p.len() {
+                    1 => out.push_str(&format!("1/{}", p[0])),
+                    2 => out.push_str(&format!("{}/{}", p[0], p[1])),
+                    3 => out.push_str(&format!("{} {}/{}", p[0], p[1], p[2])),
+                    _ => {}
+                }
+            }
+            "us$" | "usd" => {
+                let a = a();
+                if let Some(v) = a.get(0) {
+                    out.push_str("US$");
+                    out.push_str(v);
+                }
+            }
+            "height" => {
+                let a = a();
+                let mut pieces = Vec::new();
+                for (k, unit) in [("m", "m"), ("cm", "cm"), ("ft", "ft"), ("in", "in")] {
+                    if let Some(v) = a.named(k) {
+                        pieces.push(format!("{} {}", v, unit));
+                    }
+                }
+                out.push_str(&pieces.join(" "));
+            }
+            _ => {
+                if key.starts_with("lang-") {
+                    let a = a();
+                    if let Some(t) = a.named("text").or_else(|| a.last_nonempty()) {
+                        out.push_str(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Age at death from `{{death date and age|Y|M|D|Y|M|D}}` when both dates are complete.
+fn age_at(p: &[&str]) -> Option<i64> {
+    let n = |i: usize| -> Option<i64> {
+        let s = p.get(i)?.trim();
+        if i % 3 == 1 {
+            return month_of(s).map(|m| m as i64);
+        }
+        s.parse().ok()
+    };
+    let (dy, dm, dd, by, bm, bd) = (n(0)?, n(1)?, n(2)?, n(3)?, n(4)?, n(5)?);
+    let mut age = dy - by;
+    if (dm, dd) < (bm, bd) {
+        age -= 1;
+    }
+    (0..150).contains(&age).then_some(age)
+}
+
+/// `{{convert|V|unit|…}}` → "V unit"; ranges `{{convert|3|to|5|km}}` → "3 to 5 km"; mixed units
+/// `{{convert|5|ft|6|in|m}}` → "5 ft 6 in". The converted value is not computed: the source value is what the author
+/// wrote, and the conversion is a derived number.
+fn convert(a: &Args, out: &mut String) {
+    let p = a.positional();
+    if p.is_empty() || p[0].is_empty() {
+        return;
+    }
+    let mut s = p[0].to_string();
+    let mut k = 1;
+    while k + 1 < p.len() {
+        match convert_range(p[k]) {
+            Some(sep) if !p[k + 1].is_empty() => {
+                s.push_str(sep);
+                s.push_str(p[k + 1]);
+                k += 2;
+            }
+            _ => break,
+        }
+    }
+    if let Some(u) = p.get(k).filter(|u| !u.is_empty() && !is_number(u)) {
+        s.push(' ');
+        s.push_str(&unit_display(u));
+        k += 1;
+        // Mixed units: a number followed by another unit (5 ft 6 in).
+        while k + 1 < p.len() && is_number(p[k]) && !p[k + 1].is_empty() && !is_number(p[k + 1]) {
+            // Only when a further output unit follows; `{{convert|1|mi|2}}` has a precision, not a value.
+            if k + 2 >= p.len() {
+                break;
+            }
+            s.push(' ');
+            s.push_str(p[k]);
+            s.push(' ');
+            s.push_str(&unit_display(p[k + 1]));
+            k += 2;
+        }
+    }
+    out.push_str(&s);
+}
+
+/// `{{val|1.23|0.05|e=5|u=m}}` → "1.23±0.05×10^5 m".
+fn val(a: &Args, out: &mut String) {
+    let p = a.positional();
+    let Some(v) = p.first().filter(|s| !s.is_empty()) else { return };
+    if let Some(pre) = a.named("p") {
+        out.push_str(pre);
+    }
+    out.push_str(v);
+    if let Some(u) = p.get(1).filter(|s| !s.is_empty()) {
+        match p.get(2).filter(|s| !s.is_empty()) {
+            Some(l) => out.push_str(&format!(" +{}/−{}", u, l.trim_start_matches('-'))),
+            None => out.push_str(&format!("±{}", u)),
+        }
+    }
+    if let Some(e) = a.named("e") {
+        out.push_str(&format!("×10^{}", e));
+    }
+    if let Some(end) = a.named("end") {
+        out.push_str(end);
+    }
+    if let Some(u) = a.named("u").or_else(|| a.named("ul")) {
+        out.push(' ');
+        out.push_str(u);
+    }
+    if let Some(u) = a.named("up").or_else(|| a.named("upl")) {
+        out.push('/');
+        out.push_str(u);
+    }
+}
+
+/// Interlanguage link prefixes: a language code, as Wikipedia writes them: two or three lowercase letters, or one of
+/// the longer codes below. Short interwiki prefixes that are not languages stay visible links (`[[wikt:x]]`,
+/// `[[voy:x]]`, `[[doi:…]]`).
+fn is_interlanguage(prefix: &str) -> bool {
+    const LONG: &[&str] = &[
+        "simple", "be-tarask", "be-x-old", "zh-yue", "zh-min-nan", "zh-classical", "roa-rup", "roa-tara", "map-bms",
+        "bat-smg", "fiu-vro", "cbk-zam", "nds-nl", "zh-tw", "zh-cn", "zh-hk", "sr-el", "sr-ec", "ko-kp", "de-ch",
+        "en-gb", "pt-br", "es-419", "nan", "yue",
+    ];
+    const NOT_LANG: &[&str] = &["doi", "rfc", "voy", "mw", "wmf", "gnu", "iso", "bbc", "imdb", "oeis", "ted", "wg"];
+    let p = prefix.trim();
+    if LONG.contains(&p) {
+        return true;
+    }
+    (2..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_lowercase()) && !NOT_LANG.contains(&p)
+}
+
+/// Keep `s` literal through pass 3: markup characters become numeric entities, which pass 3 decodes last.
+fn escape_literal(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '[' | ']' | '{' | '}' | '|' | '\'' | '<' | '>' | '*' | '#' | ':' | ';' | '=' | '_' | '-' | '~' | '!'
+            | '(' | ')' => {
+                out.push_str("&#");
+                out.push_str(&(c as u32).to_string());
+                out.push(';');
+            }
+            '\n' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pass 3: lines, blocks, inline markup, repairs, sections
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Para,
+    List,
+    Heading(usize),
+}
+
+#[derive(Debug)]
+struct Block {
+    kind: Kind,
+    text: String,
+}
+
+/// Table start/end lines: `{|` / `|}` after optional spaces and indentation colons.
+fn table_marker(line: &str) -> Option<bool> {
+    let t = line.trim_start_matches([' ', '\t', ':']);
+    if t.starts_with("{|") {
+        Some(true)
+    } else if t.starts_with("|}") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Reference and navigation sections: dropped when their body has no prose paragraph.
+const NAV_SECTIONS: &[&str] = &[
+    "see also",
+    "references",
+    "external links",
+    "external link",
+    "notes",
+    "further reading",
+    "bibliography",
+    "sources",
+    "footnotes",
+    "citations",
+    "notes and references",
+    "references and notes",
+    "works cited",
+    "reference",
+    "note",
+    "related pages",
+    "other websites",
+    "gallery",
+    "links",
+    "literature",
+    "notes and citations",
+    "sources and further reading",
+];
+
+fn blocks(mid: &str, opts: &CleanOptions) -> String {
+    let lines: Vec<&str> = mid.split('\n').collect();
+    // Pair table openers with closers (a stack over lines): unmatched openers end at the next blank line.
+    let mut table_end: Vec<Option<usize>> = vec![None; lines.len()];
+    let mut stack = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        match table_marker(l) {
+            Some(true) => stack.push(i),
+            Some(false) => {
+                if let Some(o) = stack.pop() {
+                    table_end[o] = Some(i);
+                }
+            }
+            None => {}
+        }
+    }
+    let mut out_blocks: Vec<Block> = Vec::new();
+    let mut cur: Option<Block> = None;
+    let flush = |cur: &mut Option<Block>, out: &mut Vec<Block>| {
+        if let Some(b) = cur.take() {
+            let t = repair(&b.text);
+            if !t.is_empty() {
+                out.push(Block { kind: b.kind, text: t });
+            }
+        }
+    };
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        match table_marker(line) {
+            Some(true) => {
+                i = match table_end[i] {
+                    Some(e) => e + 1,
+                    None => {
+                        let mut j = i + 1;
+                        while j < lines.len() && !lines[j].trim().is_empty() {
+                            j += 1;
+                        }
+                        j
+                    }
+                };
+                continue;
+            }
+            Some(false) => {
+                // A stray closer.
+                i += 1;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            flush(&mut cur, &mut out_blocks);
+            continue;
+        }
+        // Horizontal rule: the dashes go, the rest of the line is text after a break.
+        let mut line = line;
+        if line.starts_with("----") {
+            flush(&mut cur, &mut out_blocks);
+            line = line.trim_start_matches('-');
+            if line.trim().is_empty() {
+                continue;
+            }
+        }
+        if let Some((level, content)) = heading(line) {
+            flush(&mut cur, &mut out_blocks);
+            let text = inline(content);
+            let t = repair(&text);
+            if !t.is_empty() {
+                out_blocks.push(Block { kind: Kind::Heading(level), text: t });
+            }
+            continue;
+        }
+        let first = line.as_bytes()[0];
+        if matches!(first, b'*' | b'#' | b':' | b';') {
+            let markers: &str = &line[..line.bytes().take_while(|c| matches!(c, b'*' | b'#' | b':' | b';')).count()];
+            let content = inline(&line[markers.len()..]);
+            let indent_only = markers.bytes().all(|c| c == b':');
+            if !opts.keep_lists && !indent_only {
+                continue;
+            }
+            if indent_only {
+                // `:` indentation is a quotation or a displayed line of prose: its own paragraph.
+                flush(&mut cur, &mut out_blocks);
+                cur = Some(Block { kind: Kind::Para, text: content });
+                flush(&mut cur, &mut out_blocks);
+                continue;
+            }
+            let item = repair(&content);
+            if item.is_empty() {
+                continue;
+            }
+            match cur.as_mut() {
+                Some(b) if b.kind == Kind::List => {
+                    b.text.push('\n');
+                    b.text.push_str(&item);
+                }
+                _ => {
+                    flush(&mut cur, &mut out_blocks);
+                    cur = Some(Block { kind: Kind::List, text: item });
+                }
+            }
+            continue;
+        }
+        let content = inline(line);
+        if content.trim().is_empty() {
+            // A line that only held markup: MediaWiki would see an empty line here too.
+            flush(&mut cur, &mut out_blocks);
+            continue;
+        }
+        match cur.as_mut() {
+            Some(b) if b.kind == Kind::Para => {
+                b.text.push(' ');
+                b.text.push_str(&content);
+            }
+            _ => {
+                flush(&mut cur, &mut out_blocks);
+                cur = Some(Block { kind: Kind::Para, text: content });
+            }
+        }
+    }
+    flush(&mut cur, &mut out_blocks);
+    let keep = keep_sections(&out_blocks);
+    let mut out = String::new();
+    for (b, k) in out_blocks.iter().zip(keep) {
+        if !k || (matches!(b.kind, Kind::Heading(_)) && !opts.keep_headings) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&b.text);
+    }
+    out
+}
+
+/// `== H ==` → (2, " H "): leading and trailing `=` runs, the level is the shorter run (at most 6).
+fn heading(line: &str) -> Option<(usize, &str)> {
+    let t = line.trim_end();
+    if !t.starts_with('=') || !t.ends_with('=') {
+        return None;
+    }
+    let lead = t.bytes().take_while(|&c| c == b'=').count();
+    let trail = t.bytes().rev().take_while(|&c| c == b'=').count();
+    if lead + trail >= t.len() {
+        // "===" alone: MediaWiki makes a level-1 heading of "="; not worth keeping.
+        return None;
+    }
+    let level = lead.min(trail).min(6);
+    Some((level, &t[level..t.len() - level]))
+}
+
+/// Which blocks stay: drop headings whose section (up to the next heading of the same or higher level) holds no
+/// text, and navigation/reference sections whose body has no prose paragraph (only lists or nothing).
+fn keep_sections(blocks: &[Block]) -> Vec<bool> {
+    let n = blocks.len();
+    let mut keep = vec![true; n];
+    // Navigation sections first (they remove their bodies).
+    for i in 0..n {
+        if let Kind::Heading(level) = blocks[i].kind {
+            if !keep[i] {
+                continue;
+            }
+            let title = blocks[i].text.trim().trim_end_matches(':').to_lowercase();
+            if !NAV_SECTIONS.contains(&title.as_str()) {
+                continue;
+            }
+            let end = (i + 1..n)
+                .find(|&j| matches!(blocks[j].kind, Kind::Heading(l) if l <= level))
+                .unwrap_or(n);
+            if !blocks[i + 1..end].iter().any(|b| b.kind == Kind::Para) {
+                for k in keep.iter_mut().take(end).skip(i) {
+                    *k = false;
+                }
+            }
+        }
+    }
+    // Then empty headings, innermost first (walk backwards so a parent sees its children's fate).
+    for i in (0..n).rev() {
+        if let Kind::Heading(level) = blocks[i].kind {
+            if !keep[i] {
+                continue;
+            }
+            let mut has_text = false;
+            for j in i + 1..n {
+                match blocks[j].kind {
+                    Kind::Heading(l) if l <= level => break,
+                    Kind::Heading(_) => {}
+                    _ => {
+                        if keep[j] {
+                            has_text = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !has_text {
+                keep[i] = false;
+            }
+        }
+    }
+    keep
+}
+
+/// HTML tags whose markup is stripped (content kept). Block-level ones leave a space so words do not join.
+fn html_tag_kind(name: &str) -> Option<bool> {
+    const INLINE: &[&str] = &[
+        "b", "i", "u", "s", "strike", "del", "ins", "span", "small", "big", "sup", "sub", "font", "abbr", "cite", "q",
+        "dfn", "kbd", "samp", "var", "code", "tt", "em", "strong", "mark", "ruby", "rt", "rp", "rb", "bdi", "bdo",
+        "data", "time", "wbr", "noinclude", "onlyinclude", "a", "nowiki", "ref", "references", "math", "chem",
+        "gallery", "timeline", "imagemap", "score", "syntaxhighlight", "source", "includeonly", "templatestyles",
+        "section", "indicator", "categorytree", "hiero", "graph", "mapframe", "maplink", "inputbox", "charinsert",
+        "quiz", "rss", "ce", "languages", "translate", "tvar", "img",
+    ];
+    const BLOCK: &[&str] = &[
+        "br", "div", "p", "center", "blockquote", "poem", "pre", "hr", "ol", "ul", "li", "dl", "dt", "dd", "table",
+        "tr", "td", "th", "caption", "tbody", "thead", "tfoot", "h1", "h2", "h3", "h4", "h5", "h6", "figure",
+        "figcaption", "section", "article", "aside", "header", "footer", "nav", "main",
+    ];
+    let low = name.to_ascii_lowercase();
+    if BLOCK.contains(&low.as_str()) {
+        Some(true)
+    } else if INLINE.contains(&low.as_str()) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+const URL_SCHEMES: &[&str] = &[
+    "http://", "https://", "ftp://", "ftps://", "//", "mailto:", "irc://", "ircs://", "news:", "gopher://", "sftp://",
+    "ssh://", "svn://", "git://", "telnet://", "nntp://", "tel:", "sip:", "sips:", "urn:", "xmpp:", "mms://",
+    "worldwind://", "geo:", "magnet:", "bitcoin:", "sms:",
+];
+
+fn starts_with_scheme(s: &str) -> bool {
+    URL_SCHEMES.iter().any(|p| s.len() >= p.len() && s.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+}
+
+/// One line's inline markup in one scan: external links, HTML tags, quote marks, magic words, entities.
+fn inline(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    inline_into(line, &mut out, true);
+    out
+}
+
+fn inline_into(line: &str, out: &mut String, allow_links: bool) {
+    let b = line.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    let mut copy_from = 0;
+    while i < n {
+        let c = b[i];
+        if !matches!(c, b'[' | b'<' | b'\'' | b'_' | b'&') {
+            i += 1;
+            continue;
+        }
+        out.push_str(&line[copy_from..i]);
+        copy_from = i;
+        match c {
+            b'[' => {
+                if allow_links && starts_with_scheme(&line[i + 1..]) {
+                    match memchr::memchr(b']', &b[i + 1..]) {
+                        Some(j) => {
+                            let inner = &line[i + 1..i + 1 + j];
+                            if let Some(sp) = inner.find([' ', '\t']) {
+                                inline_into(inner[sp + 1..].trim(), out, false);
+                            }
+                            i = i + 1 + j + 1;
+                        }
+                        // No closing bracket: MediaWiki shows "[" and the URL; we drop the bracket.
+                        None => i += 1,
+                    }
+                    copy_from = i;
+                } else {
+                    i += 1;
+                }
+            }
+            b'<' => {
+                let close = b.get(i + 1) == Some(&b'/');
+                let ns = i + 1 + close as usize;
+                let ne = ns + b[ns.min(n)..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+                let ok_end = ne < n && matches!(b[ne], b' ' | b'\t' | b'/' | b'>');
+                let kind = if ne > ns && ok_end { html_tag_kind(&line[ns..ne]) } else { None };
+                match (kind, memchr::memchr(b'>', &b[ne.min(n)..])) {
+                    (Some(block), Some(j)) if !b[ne..ne + j].contains(&b'<') => {
+                        if block {
+                            out.push(' ');
+                        }
+                        i = ne + j + 1;
+                        copy_from = i;
+                    }
+                    _ => i += 1,
+                }
+            }
+            b'\'' => {
+                let run = run_len(b, i, b'\'');
+                if run >= 2 {
+                    // '' italic, ''' bold, ''''' both; '''' is an apostrophe then bold; longer runs keep the extras.
+                    match run {
+                        2 | 3 | 5 => {}
+                        4 => out.push('\''),
+                        _ => {
+                            for _ in 0..run - 5 {
+                                out.push('\'');
+                            }
+                        }
+                    }
+                    i += run;
+                    copy_from = i;
+                } else {
+                    i += 1;
+                }
+            }
+            b'_' => {
+                // __TOC__, __NOTOC__, __NOEDITSECTION__, … (behaviour switches).
+                if b.get(i + 1) == Some(&b'_') {
+                    let w = b[i + 2..].iter().take_while(|c| c.is_ascii_uppercase()).count();
+                    let e = i + 2 + w;
+                    if w >= 2 && b.get(e) == Some(&b'_') && b.get(e + 1) == Some(&b'_') {
+                        i = e + 2;
+                        copy_from = i;
+                        continue;
+                    }
+                }
+                i += 1;
+            }
+            b'&' => match decode_entity(&line[i..]) {
+                Some((ch, len)) => {
+                    out.push(ch);
+                    i += len;
+                    copy_from = i;
+                }
+                None => i += 1,
+            },
+            _ => unreachable!(),
+        }
+    }
+    out.push_str(&line[copy_from..]);
+}
+
+/// `&name;`, `&#123;`, `&#x1F;` at the start of `s` → (char, bytes consumed).
+fn decode_entity(s: &str) -> Option<(char, usize)> {
+    let b = s.as_bytes();
+    let semi = b.iter().take(12).position(|&c| c == b';')?;
+    let body = &s[1..semi];
+    let ch = if let Some(num) = body.strip_prefix('#') {
+        let v = match num.strip_prefix(['x', 'X']) {
+            Some(h) => u32::from_str_radix(h, 16).ok()?,
+            None => num.parse::<u32>().ok()?,
+        };
+        char::from_u32(v).filter(|&c| c != '\0')?
+    } else {
+        html_entity(body)?
+    };
+    Some((ch, semi + 1))
+}
+
+/// The HTML 4 named character references (the 252 every browser and MediaWiki accept), plus a few HTML5 names common
+/// in Wikipedia.
+fn html_entity(name: &str) -> Option<char> {
+    let cp: u32 = match name {
+        "quot" => 34, "amp" => 38, "apos" => 39, "lt" => 60, "gt" => 62,
+        "nbsp" => 160, "iexcl" => 161, "cent" => 162, "pound" => 163, "curren" => 164, "yen" => 165,
+        "brvbar" => 166, "sect" => 167, "uml" => 168, "copy" => 169, "ordf" => 170, "laquo" => 171, "not" => 172,
+        "shy" => 173, "reg" => 174, "macr" => 175, "deg" => 176, "plusmn" => 177, "sup2" => 178, "sup3" => 179,
+        "acute" => 180, "micro" => 181, "para" => 182, "middot" => 183, "cedil" => 184, "sup1" => 185,
+        "ordm" => 186, "raquo" => 187, "frac14" => 188, "frac12" => 189, "frac34" => 190, "iquest" => 191,
+        "Agrave" => 192, "Aacute" => 193, "Acirc" => 194, "Atilde" => 195, "Auml" => 196, "Aring" => 197,
+        "AElig" => 198, "Ccedil" => 199, "Egrave" => 200, "Eacute" => 201, "Ecirc" => 202, "Euml" => 203,
+        "Igrave" => 204, "Iacute" => 205, "Icirc" => 206, "Iuml" => 207, "ETH" => 208, "Ntilde" => 209,
+        "Ograve" => 210, "Oacute" => 211, "Ocirc" => 212, "Otilde" => 213, "Ouml" => 214, "times" => 215,
+        "Oslash" => 216, "Ugrave" => 217, "Uacute" => 218, "Ucirc" => 219, "Uuml" => 220, "Yacute" => 221,
+        "THORN" => 222, "szlig" => 223, "agrave" => 224, "aacute" => 225, "acirc" => 226, "atilde" => 227,
+        "auml" => 228, "aring" => 229, "aelig" => 230, "ccedil" => 231, "egrave" => 232, "eacute" => 233,
+        "ecirc" => 234, "euml" => 235, "igrave" => 236, "iacute" => 237, "icirc" => 238, "iuml" => 239,
+        "eth" => 240, "ntilde" => 241, "ograve" => 242, "oacute" => 243, "ocirc" => 244, "otilde" => 245,
+        "ouml" => 246, "divide" => 247, "oslash" => 248, "ugrave" => 249, "uacute" => 250, "ucirc" => 251,
+        "uuml" => 252, "yacute" => 253, "thorn" => 254, "yuml" => 255,
+        "OElig" => 338, "oelig" => 339, "Scaron" => 352, "scaron" => 353, "Yuml" => 376, "fnof" => 402,
+        "circ" => 710, "tilde" => 732,
+        "Alpha" => 913, "Beta" => 914, "Gamma" => 915, "Delta" => 916, "Epsilon" => 917, "Zeta" => 918,
+        "Eta" => 919, "Theta" => 920, "Iota" => 921, "Kappa" => 922, "Lambda" => 923, "Mu" => 924, "Nu" => 925,
+        "Xi" => 926, "Omicron" => 927, "Pi" => 928, "Rho" => 929, "Sigma" => 931, "Tau" => 932, "Upsilon" => 933,
+        "Phi" => 934, "Chi" => 935, "Psi" => 936, "Omega" => 937,
+        "alpha" => 945, "beta" => 946, "gamma" => 947, "delta" => 948, "epsilon" => 949, "zeta" => 950,
+        "eta" => 951, "theta" => 952, "iota" => 953, "kappa" => 954, "lambda" => 955, "mu" => 956, "nu" => 957,
+        "xi" => 958, "omicron" => 959, "pi" => 960, "rho" => 961, "sigmaf" => 962, "sigma" => 963, "tau" => 964,
+        "upsilon" => 965, "phi" => 966, "chi" => 967, "psi" => 968, "omega" => 969, "thetasym" => 977,
+        "upsih" => 978, "piv" => 982,
+        "ensp" => 8194, "emsp" => 8195, "thinsp" => 8201, "zwnj" => 8204, "zwj" => 8205, "lrm" => 8206,
+        "rlm" => 8207, "ndash" => 8211, "mdash" => 8212, "lsquo" => 8216, "rsquo" => 8217, "sbquo" => 8218,
+        "ldquo" => 8220, "rdquo" => 8221, "bdquo" => 8222, "dagger" => 8224, "Dagger" => 8225, "bull" => 8226,
+        "hellip" => 8230, "permil" => 8240, "prime" => 8242, "Prime" => 8243, "lsaquo" => 8249, "rsaquo" => 8250,
+        "oline" => 8254, "frasl" => 8260, "euro" => 8364, "image" => 8465, "weierp" => 8472, "real" => 8476,
+        "trade" => 8482, "alefsym" => 8501, "larr" => 8592, "uarr" => 8593, "rarr" => 8594, "darr" => 8595,
+        "harr" => 8596, "crarr" => 8629, "lArr" => 8656, "uArr" => 8657, "rArr" => 8658, "dArr" => 8659,
+        "hArr" => 8660, "forall" => 8704, "part" => 8706, "exist" => 8707, "empty" => 8709, "nabla" => 8711,
+        "isin" => 8712, "notin" => 8713, "ni" => 8715, "prod" => 8719, "sum" => 8721, "minus" => 8722,
+        "lowast" => 8727, "radic" => 8730, "prop" => 8733, "infin" => 8734, "ang" => 8736, "and" => 8743,
+        "or" => 8744, "cap" => 8745, "cup" => 8746, "int" => 8747, "there4" => 8756, "sim" => 8764,
+        "cong" => 8773, "asymp" => 8776, "ne" => 8800, "equiv" => 8801, "le" => 8804, "ge" => 8805, "sub" => 8834,
+        "sup" => 8835, "nsub" => 8836, "sube" => 8838, "supe" => 8839, "oplus" => 8853, "otimes" => 8855,
+        "perp" => 8869, "sdot" => 8901, "lceil" => 8968, "rceil" => 8969, "lfloor" => 8970, "rfloor" => 8971,
+        "lang" => 9001, "rang" => 9002, "loz" => 9674, "spades" => 9824, "clubs" => 9827, "hearts" => 9829,
+        "diams" => 9830,
+        // HTML5 names seen in Wikipedia articles.
+        "nbhy" => 8209, "hyphen" => 8208, "dash" => 8208, "horbar" => 8213, "numsp" => 8199, "puncsp" => 8200,
+        "hairsp" => 8202, "ThinSpace" => 8201, "NoBreak" => 8288, "half" => 189, "check" => 10003, "star" => 9734,
+        "starf" => 9733, "lsquor" => 8218, "ldquor" => 8222, "Ohm" => 937, "angst" => 197,
+        "centerdot" => 183, "plus" => 43, "equals" => 61, "colon" => 58, "semi" => 59,
+        "comma" => 44, "period" => 46, "excl" => 33, "quest" => 63, "num" => 35, "dollar" => 36, "percnt" => 37,
+        "lpar" => 40, "rpar" => 41, "ast" => 42, "sol" => 47, "bsol" => 92, "lsqb" => 91, "rsqb" => 93,
+        "lcub" => 123, "rcub" => 125, "verbar" => 124, "vert" => 124, "lowbar" => 95, "grave" => 96, "Hat" => 94,
+        "commat" => 64, "tab" => 9, "newline" => 10, "frac13" => 8531, "frac23" => 8532, "frac18" => 8539,
+        "frac38" => 8540, "frac58" => 8541, "frac78" => 8542, "male" => 9794, "female" => 9792, "sharp" => 9839,
+        "flat" => 9837, "natural" => 9838, "ell" => 8467, "mho" => 8487, "planck" => 8463,
+        "caron" => 711, "breve" => 728, "dot" => 729, "ring" => 730, "ogon" => 731, "dblac" => 733,
+        "epsiv" => 1013, "phiv" => 981, "kappav" => 1008, "rhov" => 1009, "thetav" => 977, "Gammad" => 988,
+        "gammad" => 989, "inodot" => 305, "imath" => 305, "lstrok" => 322, "Lstrok" => 321, "ncaron" => 328,
+        "rcaron" => 345, "ccaron" => 269, "Ccaron" => 268, "zcaron" => 382, "Zcaron" => 381, "ecaron" => 283,
+        "gbreve" => 287, "scedil" => 351, "Scedil" => 350, "abreve" => 259, "amacr" => 257, "emacr" => 275,
+        "imacr" => 299, "omacr" => 333, "umacr" => 363,
+        _ => return None,
+    };
+    char::from_u32(cp)
+}
+
+/// Repairs after removal, on one block of text: empty parentheses, junk at their inner edges, space before
+/// punctuation, doubled separators, runs of spaces. One left-to-right pass with a stack of open parentheses.
+fn repair(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    // Byte positions in `out` of the open '(' (as written to `out`).
+    let mut opens: Vec<usize> = Vec::new();
+    for (idx, c) in s.char_indices() {
+        match c {
+            '\t' | '\r' => push_space(&mut out),
+            ' ' => push_space(&mut out),
+            '(' => {
+                opens.push(out.len());
+                out.push('(');
+            }
+            ')' => match opens.pop() {
+                Some(o) => {
+                    let inner = &out[o + 1..];
+                    let junk = |ch: char| ch.is_whitespace() || matches!(ch, ',' | ';' | ':' | '.' | '–' | '—' | '-' | '/');
+                    if inner.chars().all(junk) {
+                        // "Alabama () is" → "Alabama is": the space before '(' is collapsed later.
+                        out.truncate(o);
+                        continue;
+                    }
+                    let lead_trim = |ch: char| ch.is_whitespace() || matches!(ch, ',' | ';' | ':');
+                    let trail_trim = |ch: char| ch.is_whitespace() || matches!(ch, ',' | ';' | ':');
+                    let t = inner.trim_start_matches(lead_trim).trim_end_matches(trail_trim);
+                    if t.len() != inner.len() {
+                        let t = t.to_string();
+                        out.truncate(o + 1);
+                        out.push_str(&t);
+                    }
+                    out.push(')');
+                }
+                None => out.push(')'),
+            },
+            ',' | ';' | ':' | '.' | '!' | '?' => {
+                // No space before punctuation that removal left behind ("state ," → "state,"); "..." after a space
+                // is an ellipsis and keeps it.
+                if c != '.' || !s[idx + 1..].starts_with('.') {
+                    strip_trailing_space(&mut out, c);
+                }
+                // Doubled separators left by a removal between them: ", ," → ",".
+                let prev = out.chars().next_back();
+                match (prev, c) {
+                    (Some(','), ',') | (Some(';'), ';') | (Some(','), ';') => continue,
+                    (Some(','), '.') => {
+                        out.pop();
+                    }
+                    _ => {}
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    // Parenthesis opened and never closed: nothing to repair.
+    let t = out.trim();
+    // Leading punctuation left by a removed first word ("; born …" after an infobox) is noise.
+    let t = t.trim_start_matches([',', ';', ' ']);
+    t.to_string()
+}
+
+fn push_space(out: &mut String) {
+    if !out.is_empty() && !out.ends_with(' ') && !out.ends_with('\n') && !out.ends_with('(') {
+        out.push(' ');
+    }
+}
+
+/// Remove the spaces right before a punctuation mark, unless the space follows an opening parenthesis start or the
+/// mark is a colon in "a : b"-like ratios of numbers (kept as written).
+fn strip_trailing_space(out: &mut String, c: char) {
+    if !out.ends_with(' ') {
+        return;
+    }
+    if c == ':' {
+        // "3 : 1" is a ratio; leave spaced colons after digits alone.
+        let before = out.trim_end_matches(' ');
+        if before.ends_with(|ch: char| ch.is_ascii_digit()) {
+            return;
+        }
+    }
+    while out.ends_with(' ') {
+        out.pop();
+    }
+}
+
+#[cfg(test)]
+#[path = "wikitext_tests.rs"]
+mod tests;
