@@ -1453,7 +1453,21 @@ fn repair(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     // Byte positions in `out` of the open '(' (as written to `out`).
     let mut opens: Vec<usize> = Vec::new();
-    for (idx, c) in s.char_indices() {
+    let bytes = s.as_bytes();
+    let is_special = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'(' | b')' | b',' | b';' | b':' | b'.' | b'!' | b'?');
+    let mut idx = 0;
+    while idx < bytes.len() {
+        if !is_special(bytes[idx]) {
+            // Copy the run up to the next special byte in one go (all special bytes are ASCII: safe to slice).
+            let start = idx;
+            while idx < bytes.len() && !is_special(bytes[idx]) {
+                idx += 1;
+            }
+            out.push_str(&s[start..idx]);
+            continue;
+        }
+        let c = bytes[idx] as char;
+        idx += 1;
         match c {
             '\t' | '\r' => push_space(&mut out),
             ' ' => push_space(&mut out),
@@ -1485,7 +1499,7 @@ fn repair(s: &str) -> String {
             ',' | ';' | ':' | '.' | '!' | '?' => {
                 // No space before punctuation that removal left behind ("state ," → "state,"); "..." after a space
                 // is an ellipsis and keeps it.
-                if c != '.' || !s[idx + 1..].starts_with('.') {
+                if c != '.' || bytes.get(idx) != Some(&b'.') {
                     strip_trailing_space(&mut out, c);
                 }
                 // Doubled separators left by a removal between them: ", ," → ",".
