@@ -50,7 +50,7 @@ const LARGE_PIECE_BYTES: usize = 100;
 /// The GPT-2 (r50k_base) vocabulary, built once and shared read-only by every thread.
 pub struct Gpt2Core {
     /// token bytes → rank (= token id), the 50256 mergeable tokens (EOT is not mergeable).
-    ranks: FxHashMap<Vec<u8>, u32>,
+    ranks: BytesMap<u32>,
     /// token id → bytes, for all N_VOCAB ids (EOT decodes to the literal `<|endoftext|>`, as tiktoken's decode does).
     decoder: Vec<Vec<u8>>,
     /// tiktoken-rs's r50k_base: the reference encoder.
@@ -69,12 +69,11 @@ impl Gpt2Core {
         let reference = tiktoken_rs::r50k_base_singleton();
         // tiktoken-rs keeps its rank table private; decoding each id one at a time reads it back exactly.
         let mut decoder = Vec::with_capacity(N_VOCAB);
-        let mut ranks = FxHashMap::default();
-        ranks.reserve(N_VOCAB);
+        let mut ranks = BytesMap::default();
         for id in 0..N_VOCAB as u32 {
             let bytes = reference.decode_bytes(&[id]).expect("r50k_base defines every id below 50257");
             if id != EOT {
-                let prev = ranks.insert(bytes.clone(), id);
+                let prev = ranks.insert(&bytes, id);
                 assert!(prev.is_none(), "r50k_base: duplicate token bytes for id {id}");
             }
             decoder.push(bytes);
@@ -85,9 +84,7 @@ impl Gpt2Core {
     /// All (token bytes, rank) pairs, sorted by rank: the `mergeable_ranks` of a `tiktoken.Encoding` (EOT excluded;
     /// it is a special token, 50256).
     pub fn ranks(&self) -> Vec<(Vec<u8>, u32)> {
-        let mut out: Vec<(Vec<u8>, u32)> = self.ranks.iter().map(|(b, &r)| (b.clone(), r)).collect();
-        out.sort_unstable_by_key(|&(_, r)| r);
-        out
+        (0..EOT).map(|r| (self.decoder[r as usize].clone(), r)).collect()
     }
 
     /// tiktoken-rs's `encode_ordinary`: the exact reference.
@@ -115,7 +112,80 @@ impl Gpt2Core {
     /// The rank of a byte string that is a whole token.
     #[inline]
     fn rank(&self, bytes: &[u8]) -> Option<u32> {
-        self.ranks.get(bytes).copied()
+        self.ranks.get(bytes)
+    }
+}
+
+/// A byte-string → value map tuned for BPE pieces. Almost every piece and token is ≤ 15 bytes: those are packed with
+/// their length into one u128 key, so a lookup is two multiplies to hash and an integer compare (a `Vec<u8>` key costs
+/// a call to memcmp per probe, which profiled at ~20% of the encoder). Longer ones go to an ordinary map.
+struct BytesMap<V> {
+    short: FxHashMap<u128, V>,
+    long: FxHashMap<Box<[u8]>, V>,
+}
+
+impl<V> Default for BytesMap<V> {
+    fn default() -> Self {
+        BytesMap { short: FxHashMap::default(), long: FxHashMap::default() }
+    }
+}
+
+impl<V: Copy> BytesMap<V> {
+    #[inline(always)]
+    fn get(&self, key: &[u8]) -> Option<V> {
+        match short_key(key) {
+            Some(k) => self.short.get(&k).copied(),
+            None => self.long.get(key).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], v: V) -> Option<V> {
+        match short_key(key) {
+            Some(k) => self.short.insert(k, v),
+            None => self.long.insert(key.into(), v),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+    }
+}
+
+/// `b` (≤ 15 bytes) as a little-endian integer with its length in the top byte: distinct strings, distinct keys.
+#[inline(always)]
+fn short_key(b: &[u8]) -> Option<u128> {
+    let n = b.len();
+    if n > 15 {
+        return None;
+    }
+    let len = (n as u128) << 120;
+    Some(if n <= 8 { load_le(b) as u128 | len } else {
+        let lo = u64::from_le_bytes(b[..8].try_into().unwrap());
+        lo as u128 | (load_le(&b[8..]) as u128) << 64 | len
+    })
+}
+
+/// The ≤ 8 bytes of `b` as a zero-extended little-endian u64, with fixed-size (possibly overlapping) loads instead
+/// of a variable-length copy.
+#[inline(always)]
+fn load_le(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!(n <= 8);
+    match n {
+        0 => 0,
+        // n = 1: b0; n = 2: b0 | b1<<8 (b1 twice); n = 3: b0 | b1<<8 | b2<<16.
+        1..=3 => b[0] as u64 | (b[n / 2] as u64) << (8 * (n / 2)) | (b[n - 1] as u64) << (8 * (n - 1)),
+        // The two 4-byte loads overlap on equal bytes, so OR-ing them is exact.
+        _ => {
+            let lo = u32::from_le_bytes(b[..4].try_into().unwrap()) as u64;
+            let hi = u32::from_le_bytes(b[n - 4..].try_into().unwrap()) as u64;
+            lo | hi << (8 * (n - 4))
+        }
     }
 }
 
@@ -458,7 +528,7 @@ fn merge_large(
 pub struct Encoder {
     core: &'static Gpt2Core,
     /// piece bytes → (start, len) in `arena`; only pieces that are not a single token.
-    cache: FxHashMap<Box<[u8]>, (u32, u32)>,
+    cache: BytesMap<(u32, u32)>,
     arena: Vec<u32>,
     scratch: MergeScratch,
 }
@@ -471,7 +541,7 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
-        Encoder { core: shared(), cache: FxHashMap::default(), arena: Vec::new(), scratch: MergeScratch::default() }
+        Encoder { core: shared(), cache: BytesMap::default(), arena: Vec::new(), scratch: MergeScratch::default() }
     }
 
     /// Append the tokens of `text` to `out`; equal to `Gpt2Core::encode_ordinary_reference(text)` for every input
@@ -495,7 +565,7 @@ impl Encoder {
             out.push(t);
             return;
         }
-        if let Some(&(start, len)) = self.cache.get(piece) {
+        if let Some((start, len)) = self.cache.get(piece) {
             out.extend_from_slice(&self.arena[start as usize..(start + len) as usize]);
             return;
         }
@@ -508,7 +578,7 @@ impl Encoder {
             }
             let start = self.arena.len() as u32;
             self.arena.extend_from_slice(&out[before..]);
-            self.cache.insert(piece.into(), (start, (out.len() - before) as u32));
+            self.cache.insert(piece, (start, (out.len() - before) as u32));
         }
     }
 
@@ -639,6 +709,26 @@ mod tests {
         assert_eq!(core.decode_bytes(&[EOT]), b"<|endoftext|>");
         assert_eq!(core.decode_bytes(&[15496, 995]), b"Hello world");
         assert!(matches!(core.try_decode_bytes(&[1, 50257]), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn short_keys_are_exact_and_distinct() {
+        // Every prefix length of a few byte patterns, including zero bytes and repeats that fool naive packing.
+        let mut seen = std::collections::HashMap::new();
+        for pat in [&b"abcdefghijklmnopq"[..], &[0u8; 17], &[0xFF; 17], b"aaaaaaaaaaaaaaaaa", b"\0a\0a\0a\0a\0a\0a\0a\0a\0"] {
+            for n in 0..=17 {
+                let b = &pat[..n];
+                let k = short_key(b);
+                assert_eq!(k.is_some(), n <= 15);
+                if let Some(k) = k {
+                    let mut want = [0u8; 16];
+                    want[..n].copy_from_slice(b);
+                    want[15] = n as u8;
+                    assert_eq!(k, u128::from_le_bytes(want), "{b:?}");
+                    assert!(seen.insert(k, b.to_vec()).is_none_or(|prev| prev == b), "{b:?}");
+                }
+            }
+        }
     }
 
     #[test]
