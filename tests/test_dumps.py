@@ -43,9 +43,7 @@ def server(mirror_root):
 
 @pytest.fixture(autouse=True)
 def _fast_index_retries(monkeypatch):
-    import wikigpt.download
-
-    monkeypatch.setattr(wikigpt.download, "INDEX_BACKOFF", 0.01)
+    monkeypatch.setattr(dumps, "INDEX_BACKOFF", 0.01)
 
 
 def run_cli(monkeypatch, argv) -> int:
@@ -341,8 +339,16 @@ def test_module_is_pure_python():
     import subprocess
     import sys
 
-    code = "import sys, wikigpt.dumps, wikigpt.download; sys.exit('wikigpt._core' in sys.modules)"
+    code = "import sys, wikigpt.dumps; sys.exit('wikigpt._core' in sys.modules)"
     env = {"PYTHONPATH": str(Path(dumps.__file__).parents[1]), "PATH": "/usr/bin:/bin"}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
-    src = Path(dumps.__file__).read_text() + Path(dumps.__file__).with_name("download.py").read_text()
+    src = Path(dumps.__file__).read_text()
     assert "subprocess" not in src and "os.system" not in src and "shell=" not in src
+
+
+def test_public_api():
+    import wikigpt
+
+    assert wikigpt.list_parts is dumps.list_parts
+    assert wikigpt.download is dumps.download and callable(wikigpt.download)
+    assert wikigpt.Part is dumps.Part and wikigpt.DumpFile is dumps.DumpFile
