@@ -641,24 +641,25 @@ class Progress:
     def lines(self, now: float) -> list:
         """The live block's lines (one per active file, then the total), without terminal codes."""
         width = shutil.get_terminal_size((100, 20)).columns
-        out = []
-        for task, done, rate, _, note in self.active.values():
-            out.append(self._line(task.label or task.path.name, done, task.size, rate.rate(now), note, width))
+        rows = [(t.label or t.path.name, done, t.size, rate.rate(now), note) for t, done, rate, _, note in self.active.values()]
         if self.total:
-            out.append(self._line("total", self.done, self.total, self.rate.rate(now), "", width))
+            rows.append(("total", self.done, self.total, self.rate.rate(now), ""))
+        tails = [self._tail(*row[1:]) for row in rows]
+        # one label width for every line so the bars line up; narrow terminals shorten labels (from the left) first
+        room = min(32, max(10, width - 1 - max((len(t) for t in tails), default=0)))
+        out = []
+        for (label, *_), tail in zip(rows, tails):
+            if len(label) > room:
+                label = "…" + label[-(room - 1):]
+            out.append((label.ljust(room) + tail)[: width - 1])
         return out
 
     @staticmethod
-    def _line(label: str, done: int, size: int, rate: float, note: str, width: int) -> str:
+    def _tail(done: int, size: int, rate: float, note: str) -> str:
         frac = done / size if size else 1.0
         eta = _fmt_eta((size - done) / rate) if rate > 0 else "--:--"
         tail = f" {_bar(frac)} {frac * 100:5.1f}% {human_bytes(done)}/{human_bytes(size)} {human_bytes(rate)}/s ETA {eta}"
-        if note:
-            tail += f"  {note}"
-        room = max(10, width - 1 - len(tail))
-        if len(label) > room:
-            label = "…" + label[-(room - 1):]
-        return (label.ljust(min(room, 40)) + tail)[: width - 1]
+        return tail + (f"  {note}" if note else "")
 
     def _draw(self, now: float) -> None:
         if not self.tty:
