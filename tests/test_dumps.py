@@ -7,7 +7,6 @@ import argparse
 import bz2
 import copy
 import json
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,9 +16,9 @@ from mirror_server import DATE, SAMPLE, WIKI, MirrorServer, build_mirror
 from wikigpt import cli, dumps
 from wikigpt.errors import ConfigError, DownloadError
 
-REAL_STATUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "enwiki-20230301-dumpstatus.json"
-if not REAL_STATUS.exists():  # the shared folder next to the checkout, wherever the checkout is
-    REAL_STATUS = Path("/work/shared/data/enwiki-20230301-dumpstatus.json")
+# the real enwiki 2023-03-01 dumpstatus.json, in a mirror layout (a copy of ../shared/data's; see its README.md)
+REAL_MIRROR = Path(__file__).resolve().parent / "fixtures" / "mirror"
+REAL_STATUS = REAL_MIRROR / "enwiki" / "20230301" / "dumpstatus.json"
 
 
 @pytest.fixture(scope="module")
@@ -294,12 +293,9 @@ def test_cli_parts_table(monkeypatch, capsys, server, tmp_path):
     assert f"free space in {tmp_path}:" in out and "(fits)" in out
 
 
-def test_cli_parts_real_dumpstatus(monkeypatch, capsys, tmp_path):
-    # the real enwiki index served by a mirror: the totals line is the dump's
-    day = tmp_path / "enwiki" / "20230301"
-    day.mkdir(parents=True)
-    shutil.copy(REAL_STATUS, day / "dumpstatus.json")
-    with MirrorServer(tmp_path) as srv:
+def test_cli_parts_real_dumpstatus(monkeypatch, capsys):
+    # the real enwiki index served by a mirror: the totals are the dump's
+    with MirrorServer(REAL_MIRROR) as srv:
         rc = run_cli(monkeypatch, ["parts", "--date", "20230301", "--mirror", srv.base, "--json"])
         doc = json.loads(capsys.readouterr().out)
         assert rc == 0 and len(doc["parts"]) == 27
