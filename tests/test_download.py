@@ -198,6 +198,15 @@ def test_disk_space_refusal(server, info, tmp_path):
     assert len(get(server, dest, free_space=lambda path: SimpleNamespace(free=free))) == 3
 
 
+def test_unwritable_part_is_one_clear_error(server, info, tmp_path):
+    # something the download cannot write in place of the .part (here a folder: fails the same way as root or not)
+    name = info["parts"]["1"][0]
+    (tmp_path / (name + ".part")).mkdir()
+    with pytest.raises(DownloadError, match=rf"cannot write .*{name}\.part: Is a directory"):
+        get(server, tmp_path, parts="1")
+    assert not (tmp_path / name).exists()
+
+
 def test_file_without_hash_is_refused(server, info, tmp_path):
     server.fail_paths = {f"/{WIKI}/{DATE}/{WIKI}-{DATE}-sha1sums.txt": [404]}
     with pytest.raises(DownloadError, match="refusing to download what cannot be verified"):

@@ -132,7 +132,7 @@ def estimate(compressed: int) -> Estimate:
 
 # ------------------------------------------------------------------------------------------------------- HTTP engine
 
-CHUNK = 1 << 20  # 1 MiB reads: large enough that Python overhead is nothing next to the network, small for Ctrl-C
+CHUNK = 1 << 20  # at most 1 MiB per read1(): Python overhead is nothing next to the network, Ctrl-C stays prompt
 MAX_WORKERS = 2  # Wikimedia's dumps server allows two concurrent connections per client
 REHASH_CHUNK = 8 << 20
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504}
@@ -391,7 +391,10 @@ def fetch_file(
             f"{path} exists with {have} bytes but the dump index says {task.size}: not a file this tool finished; "
             "move it away and run again"
         )
-    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DownloadError(f"cannot write {part}: {e.strerror or e}") from None
     f = os.fdopen(fd, "r+b")
     try:
         if fcntl is not None:
