@@ -975,6 +975,22 @@ mod tests {
     }
 
     #[test]
+    fn fixture_matches_sample() {
+        // tests/fixtures/pages is cut from the sample: every page there must equal the sample's page of that id.
+        let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pages/enwiki-sample-7pages.xml"))
+            .unwrap();
+        let (info, pages) = parse_all(&fixture, 999, 4096);
+        assert_eq!(info.dbname, "enwiki");
+        assert_eq!(pages.len(), 7);
+        let (_, all) = parse_all(&sample_xml(), 1 << 16, 1 << 20);
+        for p in &pages {
+            let q = all.iter().find(|q| q.id == p.id).unwrap();
+            assert_eq!((&p.title, &p.redirect, p.revid, &p.text, p.ns), (&q.title, &q.redirect, q.revid, &q.text, q.ns));
+        }
+        assert_eq!(pages.iter().filter(|p| is_redirect(p)).count(), 1);
+    }
+
+    #[test]
     fn chunks_respect_target() {
         let xml = sample_xml();
         let (_, chunks) = split_all(&xml, 4096, 500_000);

@@ -779,6 +779,16 @@ impl<'n> Renderer<'n> {
                     }
                 }
             }
+            "oldstyledate" | "old style date" => {
+                // {{OldStyleDate|February 2|1905|January 20}}: the New Style date and the year.
+                let a = a();
+                let p = a.positional();
+                let date = p.first().copied().unwrap_or("");
+                match p.get(1).filter(|y| !y.is_empty()) {
+                    Some(y) => out.push_str(&format!("{}, {}", date, y)),
+                    None => out.push_str(date),
+                }
+            }
             "birth year and age" | "death year and age" | "birth year" | "death year" => {
                 let a = a();
                 if let Some(y) = a.get(0) {

@@ -66,6 +66,7 @@ const CASES: &[(&str, &str)] = &[
     ("Died {{death date and age|1993|2|24|1900|1|2}}.", "Died February 24, 1993 (aged 93)."),
     ("Died {{death date and age|1993|1|1|1900|6|2}}.", "Died January 1, 1993 (aged 92)."),
     ("Since {{start date|1999|12}}.", "Since December 1999."),
+    ("({{OldStyleDate|February 2|1905|January 20}}&nbsp;– March 6, 1982)", "(February 2, 1905\u{a0}– March 6, 1982)"),
     ("In {{circa|1200}} it began", "In c. 1200 it began"),
     ("{{c.|1200|1250}}", "c. 1200 – c. 1250"),
     ("{{val|1.23|e=5|u=m}}", "1.23×10^5 m"),
