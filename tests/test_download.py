@@ -138,7 +138,7 @@ def test_404_is_reported(server, info, tmp_path):
     server.fail_paths = {f"/{WIKI}/{DATE}/{name}": [404]}
     with pytest.raises(DownloadError, match=rf"{name}: HTTP 404 .*not on this mirror"):
         get(server, tmp_path, parts="2")
-    assert name not in names_in(tmp_path)
+    assert name not in names_in(tmp_path) and name + ".part" not in names_in(tmp_path)
 
 
 def test_5xx_is_retried(server, mirror_root, info, tmp_path):

@@ -440,6 +440,13 @@ def fetch_file(
             )
         os.replace(part, path)  # still holding the lock: nobody appends to the .part between hash and rename
         fsync_dir(path.parent)
+    except BaseException:
+        try:  # an empty .part (e.g. after a 404) is litter, not something to resume
+            if f.seek(0, os.SEEK_END) == 0:
+                part.unlink()
+        except OSError:
+            pass
+        raise
     finally:
         f.close()
     progress.finished(task)
@@ -1067,7 +1074,7 @@ def describe_plan(label: str, pl: Plan, dest: Union[str, os.PathLike]) -> str:
     e = estimate(pl.total)
     have = f" ({human_bytes(pl.done + pl.partial)} already in {dest})" if pl.done or pl.partial else ""
     return (
-        f"{label}: {len(pl.files)} files, {human_bytes(pl.total)} compressed, {human_bytes(pl.needed)} to download{have}\n"
+        f"{label}: {len(pl.files)} file{'s' if len(pl.files) != 1 else ''}, {human_bytes(pl.total)} compressed, {human_bytes(pl.needed)} to download{have}\n"
         f"  est. {human_bytes(e.xml)} XML -> {human_bytes(e.text)} clean text -> {_fmt_tokens(e.tokens)} tokens -> "
         f"{human_bytes(e.shard_bytes)} of shards ({_estimates_note()})\n"
         f"  free space in {dest}: {human_bytes(pl.free)}"
