@@ -107,7 +107,7 @@ const ENWIKI: &[(i64, &str)] = &[
 /// collapse, ends trimmed.
 fn normalize_ns_name(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for word in s.split(|c: char| c == ' ' || c == '_' || c == '\t').filter(|w| !w.is_empty()) {
+    for word in s.split([' ', '_', '\t']).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -658,12 +658,15 @@ pub fn parse_pages(chunk: &[u8], offset: u64, path: &Path) -> Result<Vec<Page>> 
                 };
                 if field == Field::Text {
                     let p = page.as_mut().unwrap();
-                    if p.text.is_none() {
-                        let hint = attr_value(&e, "bytes").ok().flatten().and_then(|b| b.parse::<usize>().ok());
-                        p.text = Some(String::with_capacity(hint.unwrap_or(0)));
-                    } else {
+                    match p.text.as_mut() {
                         // A later revision (full-history dumps): the last one wins.
-                        p.text.as_mut().unwrap().clear();
+                        Some(t) => t.clear(),
+                        None => {
+                            // MediaWiki's byte count sizes the buffer; capped by the chunk, so a corrupt attribute
+                            // cannot ask for more memory than the input holds.
+                            let hint = attr_value(&e, "bytes").ok().flatten().and_then(|b| b.parse::<usize>().ok());
+                            p.text = Some(String::with_capacity(hint.unwrap_or(0).min(chunk.len())));
+                        }
                     }
                 }
                 buf.clear();
@@ -953,7 +956,8 @@ mod tests {
     fn splitter_piece_sizes_agree() {
         let xml = sample_xml();
         let (_, reference) = parse_all(&xml, xml.len(), 1 << 20);
-        let key = |ps: &[Page]| -> Vec<(u64, u64, String, Option<String>, Option<u64>, usize, u64)> {
+        type Key = (u64, u64, String, Option<String>, Option<u64>, usize, u64);
+        let key = |ps: &[Page]| -> Vec<Key> {
             ps.iter()
                 .map(|p| (p.id, p.offset, p.title.clone(), p.redirect.clone(), p.revid, p.text.len(), p.ns as u64))
                 .collect()

@@ -1552,7 +1552,7 @@ fn repair(s: &str) -> String {
     // Parenthesis opened and never closed: nothing to repair.
     let t = out.trim();
     // Leading punctuation left by a removed first word ("; born …" after an infobox) is noise.
-    let t = t.trim_start_matches([',', ';', ' ']);
+    let t = t.trim_start_matches(|c: char| c == ',' || c == ';' || c.is_whitespace());
     t.to_string()
 }
 

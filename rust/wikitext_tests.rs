@@ -377,3 +377,34 @@ fn cpu_seconds(wall: std::time::Instant) -> f64 {
         .map(|ns| ns / 1e9)
         .unwrap_or_else(|| wall.elapsed().as_secs_f64())
 }
+
+#[test]
+fn random_markup_never_panics_and_output_is_normalized() {
+    // Random soup of markup tokens (deterministic xorshift): no panic (all slicing is at ASCII bytes), and the output
+    // invariants hold: no blank-line runs, no double spaces, no spaces at block edges.
+    const TOKENS: &[&str] = &[
+        "{{", "}}", "{{{", "}}}", "[[", "]]", "|", "<ref>", "</ref>", "<ref name=a/>", "<!--", "-->", "'''", "''",
+        "&amp;", "&nbsp;", "&#x41;", "&", "é", "ж", "𐀟", "\n", "\n\n", "==", "= ", "*", "#", ":", ";", "{|", "|}",
+        "(", ")", " ", "  ", "x", "word", "http://e.org", "[", "]", "<", ">", "<nowiki>", "</nowiki>", "<math>",
+        "</math>", "File:", "Category:", "de:", "convert", "nowrap", "lang", "1300", "mi", "=", "__TOC__", "<br>",
+        "<span>", "</span>", "----", ",", ".", "\t",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let n = (next() % 60) as usize;
+        let s: String = (0..n).map(|_| TOKENS[(next() % TOKENS.len() as u64) as usize]).collect();
+        let out = c(&s);
+        assert!(!out.contains("\n\n\n"), "{:?} → {:?}", s, out);
+        assert!(!out.contains("  "), "{:?} → {:?}", s, out);
+        assert_eq!(out, out.trim(), "{:?}", s);
+        for block in out.split("\n\n") {
+            assert_eq!(block, block.trim_matches(' '), "{:?} → {:?}", s, out);
+        }
+    }
+}
