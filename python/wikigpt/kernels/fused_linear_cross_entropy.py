@@ -31,7 +31,9 @@ from ._settings import INTERPRET, check_device, jit, to_out
 # V=50304: large enough that the three GEMMs per chunk run near peak, small next to the activations it replaces.
 _CHUNK_BYTES = 256 * 1024 * 1024
 # Vocabulary tile of the softmax kernel: the row is streamed through registers twice (max/sum, then gradient).
-_BLOCK_V = 4096 if not INTERPRET else 1024
+# GPU: one row per program, 4096-wide tiles over 8 warps (16 fp32 per thread; the same on sm_89 and sm_90, no shared
+# memory beyond the reductions). Interpreter: 64 rows x 512 per program, since each program costs milliseconds.
+_BLOCK_V, _ROWS = (512, 64) if INTERPRET else (4096, 1)
 
 
 @jit
@@ -41,43 +43,51 @@ def _ce_grad_kernel(
     T,  # (n,) int64 targets
     LOSS,  # (n,) fp32 per-row loss (0 for ignored rows)
     NVALID,  # () int64 count of non-ignored targets over the whole batch
+    n_rows,
     n_cols,
     ignore_index,
+    ROWS: tl.constexpr,  # rows per program: 1 on the GPU, many in the interpreter (each program costs ms there)
     BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)  # int64: row * stride exceeds 2**31 for a 2048 x 50304 chunk
-    l_ptr = L + row * stride_l
-    t = tl.load(T + row)
+    # int64 offsets: row * stride exceeds 2**31 for a 2048 x 50304 chunk
+    rows1 = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    row_ok1 = rows1 < n_rows
+    rows = rows1[:, None]
+    row_ok = row_ok1[:, None]
+    l_ptr = L + rows * stride_l
+    t = tl.load(T + rows1, mask=row_ok1, other=ignore_index)
     valid = t != ignore_index
     t_safe = tl.where(valid, t, 0)
 
-    # Pass 1: online max and sum of exp over the row, in fp32. Every tile holds at least one real column, so the
-    # running max is finite after the first tile and masked lanes (-inf) contribute exp(-inf) = 0.
-    cols = tl.arange(0, BLOCK)
-    m = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), axis=0)
-    s = tl.sum(tl.zeros([BLOCK], tl.float32), axis=0)
+    # Pass 1: online max and sum of exp over each row, in fp32. Every tile holds at least one real column, so the
+    # running max is finite after the first tile and masked lanes (-inf) contribute exp(-inf) = 0. Rows past the end
+    # read 0s (finite) and are never stored.
+    cols = tl.arange(0, BLOCK)[None, :]
+    m = tl.full([ROWS], float("-inf"), tl.float32)
+    s = tl.zeros([ROWS], tl.float32)
     for off in range(0, n_cols, BLOCK):
         c = off + cols
-        x = tl.load(l_ptr + c, mask=c < n_cols, other=float("-inf")).to(tl.float32)
-        m_new = tl.maximum(m, tl.max(x, axis=0))
-        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+        x = tl.load(l_ptr + c, mask=row_ok & (c < n_cols), other=float("-inf")).to(tl.float32)
+        x = tl.where(row_ok, x, 0.0)
+        m_new = tl.maximum(m, tl.max(x, axis=1))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
         m = m_new
     lse = m + tl.log(s)
-    x_t = tl.load(l_ptr + t_safe).to(tl.float32)
+    x_t = tl.load(L + rows1 * stride_l + t_safe, mask=row_ok1, other=0.0).to(tl.float32)
     loss = tl.where(valid, lse - x_t, 0.0)
 
     # Pass 2: d(mean loss)/d(logit_j) = (softmax_j - [j == t]) / n_valid, zero for an ignored row.
     # max(.., 1): with no valid token at all every row is ignored and the scale is never used (the loss is 0/0 = NaN,
     # as in torch), but the division must not fault
-    scale = tl.where(valid, 1.0 / tl.maximum(tl.load(NVALID), 1).to(tl.float32), 0.0)
+    scale = tl.where(valid, 1.0 / tl.maximum(tl.load(NVALID), 1).to(tl.float32), 0.0)[:, None]
     for off in range(0, n_cols, BLOCK):
         c = off + cols
-        mask = c < n_cols
+        mask = row_ok & (c < n_cols)
         x = tl.load(l_ptr + c, mask=mask, other=0.0).to(tl.float32)
-        g = tl.exp(x - lse) * scale
-        g = tl.where(c == t_safe, g - scale, g)
+        g = tl.exp(x - lse[:, None]) * scale
+        g = tl.where(c == t_safe[:, None], g - scale, g)
         tl.store(l_ptr + c, to_out(g, L.dtype.element_ty), mask=mask)
-    tl.store(LOSS + row, loss)
+    tl.store(LOSS + rows1, loss, mask=row_ok1)
 
 
 # How to accumulate grad_W (fp32) += A.T @ B for 16-bit A, B: probed once per process, fastest first.
@@ -139,14 +149,14 @@ def _flce_forward_impl(
     grad_x = torch.empty_like(x)
     grad_w = torch.zeros(v, c, device=x.device, dtype=torch.float32)
     block = min(_BLOCK_V, triton.next_power_of_2(v))
-    num_warps = 8 if block >= 2048 else 4
+    num_warps = 1 if INTERPRET else (8 if block >= 2048 else 4)
     for start in range(0, n, chunk_rows):
         end = min(start + chunk_rows, n)
         x_c = x[start:end]
         logits = torch.mm(x_c, w.t())  # (rows, V), compute dtype, fp32 accumulation inside the GEMM
-        _ce_grad_kernel[(end - start,)](
-            logits, logits.stride(0), targets[start:end], loss_rows[start:end], n_valid, v, ignore_index,
-            BLOCK=block, num_warps=num_warps,
+        _ce_grad_kernel[(triton.cdiv(end - start, _ROWS),)](
+            logits, logits.stride(0), targets[start:end], loss_rows[start:end], n_valid, end - start, v, ignore_index,
+            ROWS=_ROWS, BLOCK=block, num_warps=num_warps,
         )
         torch.mm(logits, w, out=grad_x[start:end])
         grad_w = _accumulate_grad_w(grad_w, logits, x_c)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import triton
 import triton.language as tl
 
 from ._settings import check_device, jit, num_row_programs, row_config, to_out
@@ -31,29 +32,32 @@ from ._settings import check_device, jit, num_row_programs, row_config, to_out
 def _ln_fwd_kernel(
     X, R, W, B, Y, H, MEAN, RSTD,
     stride_x, stride_r, stride_y, stride_h,
-    n_cols, eps,
-    HAS_RES: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+    n_rows, n_cols, eps,
+    HAS_RES: tl.constexpr, HAS_BIAS: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
-    h = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    # a [ROWS, BLOCK] tile: ROWS=1 on the GPU; many rows per program in the interpreter, where each program (and
+    # each call of a tl function) costs milliseconds of Python
+    rows1 = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    rows = rows1[:, None]
+    cols = tl.arange(0, BLOCK)[None, :]
+    mask = (rows < n_rows) & (cols < n_cols)
+    h = tl.load(X + rows * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_RES:
-        h += tl.load(R + row * stride_r + cols, mask=mask, other=0.0).to(tl.float32)
+        h += tl.load(R + rows * stride_r + cols, mask=mask, other=0.0).to(tl.float32)
         h_st = to_out(h, H.dtype.element_ty)
-        tl.store(H + row * stride_h + cols, h_st, mask=mask)
+        tl.store(H + rows * stride_h + cols, h_st, mask=mask)
         h = h_st.to(tl.float32)  # the statistics of the h we return, not of a more precise one
-    mean = tl.sum(h, axis=0) / n_cols
-    hc = tl.where(mask, h - mean, 0.0)
-    var = tl.sum(hc * hc, axis=0) / n_cols
+    mean = tl.sum(h, axis=1) / n_cols
+    hc = tl.where(mask, h - mean[:, None], 0.0)
+    var = tl.sum(hc * hc, axis=1) / n_cols
     rstd = 1.0 / tl.sqrt(var + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    y = hc * rstd * w
+    w = tl.load(W + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
+    y = hc * rstd[:, None] * w
     if HAS_BIAS:
-        y += tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride_y + cols, to_out(y, Y.dtype.element_ty), mask=mask)
-    tl.store(MEAN + row, mean)
-    tl.store(RSTD + row, rstd)
+        y += tl.load(B + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
+    tl.store(Y + rows * stride_y + cols, to_out(y, Y.dtype.element_ty), mask=mask)
+    tl.store(MEAN + rows1, mean, mask=rows1 < n_rows)
+    tl.store(RSTD + rows1, rstd, mask=rows1 < n_rows)
 
 
 @jit
@@ -61,37 +65,44 @@ def _ln_bwd_kernel(
     DY, DH_IN, H, W, MEAN, RSTD, DX, DR, DW_PART, DB_PART,
     stride_dy, stride_dh_in, stride_h, stride_dx, stride_dr,
     n_rows, n_cols, rows_per_program,
-    HAS_DH_IN: tl.constexpr, HAS_DR: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_DH_IN: tl.constexpr, HAS_DR: tl.constexpr, HAS_BIAS: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
+    # persistent: program pid handles rows [pid * rows_per_program, ...) ROWS at a time and keeps dweight/dbias
+    # partial sums in registers; one (programs, C) fp32 store at the end
     pid = tl.program_id(0).to(tl.int64)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    dw_acc = tl.zeros([BLOCK], tl.float32)
-    db_acc = tl.zeros([BLOCK], tl.float32)
+    cols = tl.arange(0, BLOCK)[None, :]
+    col_mask = cols < n_cols
+    w = tl.load(W + cols, mask=col_mask, other=0.0).to(tl.float32)
+    dw_acc = tl.zeros([ROWS, BLOCK], tl.float32)
+    db_acc = tl.zeros([ROWS, BLOCK], tl.float32)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
-    for row in range(row_start, row_end):
-        h = tl.load(H + row * stride_h + cols, mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(DY + row * stride_dy + cols, mask=mask, other=0.0).to(tl.float32)
-        mean = tl.load(MEAN + row)
-        rstd = tl.load(RSTD + row)
+    for r0 in range(row_start, row_end, ROWS):
+        rows = r0 + tl.arange(0, ROWS)[:, None]
+        row_ok = rows < row_end
+        mask = row_ok & col_mask
+        h = tl.load(H + rows * stride_h + cols, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + rows * stride_dy + cols, mask=mask, other=0.0).to(tl.float32)
+        mean = tl.load(MEAN + rows, mask=row_ok, other=0.0)
+        rstd = tl.load(RSTD + rows, mask=row_ok, other=0.0)
         xhat = tl.where(mask, (h - mean) * rstd, 0.0)
         g = dy * w
-        c1 = tl.sum(xhat * g, axis=0) / n_cols
-        c2 = tl.sum(g, axis=0) / n_cols
+        c1 = tl.sum(xhat * g, axis=1)[:, None] / n_cols
+        c2 = tl.sum(g, axis=1)[:, None] / n_cols
         dh = (g - c2 - xhat * c1) * rstd
         if HAS_DH_IN:
-            dh += tl.load(DH_IN + row * stride_dh_in + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(DX + row * stride_dx + cols, to_out(dh, DX.dtype.element_ty), mask=mask)
+            dh += tl.load(DH_IN + rows * stride_dh_in + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(DX + rows * stride_dx + cols, to_out(dh, DX.dtype.element_ty), mask=mask)
         if HAS_DR:
-            tl.store(DR + row * stride_dr + cols, to_out(dh, DR.dtype.element_ty), mask=mask)
+            tl.store(DR + rows * stride_dr + cols, to_out(dh, DR.dtype.element_ty), mask=mask)
         dw_acc += dy * xhat
         if HAS_BIAS:
             db_acc += dy
-    tl.store(DW_PART + pid * n_cols + cols, dw_acc, mask=mask)
+    cols1 = tl.arange(0, BLOCK)
+    tl.store(DW_PART + pid * n_cols + cols1, tl.sum(dw_acc, axis=0), mask=cols1 < n_cols)
     if HAS_BIAS:
-        tl.store(DB_PART + pid * n_cols + cols, db_acc, mask=mask)
+        tl.store(DB_PART + pid * n_cols + cols1, tl.sum(db_acc, axis=0), mask=cols1 < n_cols)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -109,13 +120,13 @@ def _fwd(x, residual, weight, bias, eps, out_dtype):
     h = torch.empty((n, c), device=x.device, dtype=x.dtype) if residual is not None else x2
     mean = torch.empty(n, device=x.device, dtype=torch.float32)
     rstd = torch.empty(n, device=x.device, dtype=torch.float32)
-    block, warps = row_config(c)
+    block, warps, rows = row_config(c)
     if n > 0:
-        _ln_fwd_kernel[(n,)](
+        _ln_fwd_kernel[(triton.cdiv(n, rows),)](
             x2, r2, weight, bias if bias is not None else weight, y, h, mean, rstd,
             x2.stride(0), r2.stride(0), y.stride(0), h.stride(0),
-            c, eps,
-            HAS_RES=residual is not None, HAS_BIAS=bias is not None, BLOCK=block, num_warps=warps,
+            n, c, eps,
+            HAS_RES=residual is not None, HAS_BIAS=bias is not None, ROWS=rows, BLOCK=block, num_warps=warps,
         )
     return y.view(x.shape), h.view(x.shape), mean, rstd
 
@@ -132,13 +143,13 @@ def _bwd(dy, dh_in, h, weight, has_bias, mean, rstd, x_dtype, r_dtype):
     rows_per_program = -(-n // programs) if n else 0
     dw_part = torch.empty((programs, c), device=h.device, dtype=torch.float32)
     db_part = torch.empty((programs, c), device=h.device, dtype=torch.float32) if has_bias else dw_part
-    block, warps = row_config(c)
+    block, warps, rows = row_config(c)
     if n > 0:
         _ln_bwd_kernel[(programs,)](
             dy2, dh2, h2, weight, mean, rstd, dx, dr, dw_part, db_part,
             dy2.stride(0), dh2.stride(0), h2.stride(0), dx.stride(0), dr.stride(0),
             n, c, rows_per_program,
-            HAS_DH_IN=dh_in is not None, HAS_DR=r_dtype is not None, HAS_BIAS=has_bias, BLOCK=block,
+            HAS_DH_IN=dh_in is not None, HAS_DR=r_dtype is not None, HAS_BIAS=has_bias, ROWS=rows, BLOCK=block,
             num_warps=warps,
         )
     else:
