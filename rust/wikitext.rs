@@ -1532,7 +1532,12 @@ fn repair(s: &str) -> String {
             ',' | ';' | ':' | '.' | '!' | '?' => {
                 // No space before punctuation that removal left behind ("state ," → "state,"); "..." after a space
                 // is an ellipsis and keeps it.
-                if c != '.' || bytes.get(idx) != Some(&b'.') {
+                // Spaced ellipses (". . .") keep their spaces too.
+                let ellipsis = c == '.'
+                    && (bytes.get(idx) == Some(&b'.')
+                        || (bytes.get(idx) == Some(&b' ') && bytes.get(idx + 1) == Some(&b'.'))
+                        || out.trim_end_matches(' ').ends_with('.'));
+                if !ellipsis {
                     strip_trailing_space(&mut out, c);
                 }
                 // Doubled separators left by a removal between them: ", ," → ",".

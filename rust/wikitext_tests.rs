@@ -170,6 +170,7 @@ const CASES: &[(&str, &str)] = &[
     ("A   lot    of     spaces", "A lot of spaces"),
     ("List: a{{x}}, {{y}}, b", "List: a, b"),
     ("He said ... well", "He said ... well"),
+    ("the algorithm . . .. Other", "the algorithm . . .. Other"),
     ("Ratio 3 : 1", "Ratio 3 : 1"),
     // --- unbalanced markup: unclosed never eats the rest
     ("A {{cn B. Next sentence.", "A cn B. Next sentence."),
