@@ -438,12 +438,12 @@ def _cmd_add(args) -> int:
     files = list(args.files)
     downloaded = []
     if args.download:
-        from .dumps import download, parse_parts
+        from .dumps import download
 
         if not args.parts:
             raise DatasetError("--download needs --parts (e.g. --parts 1-3)")
         dest = Path(args.dumps_dir or (Path(args.dataset) / "dumps"))
-        downloaded = download(parse_parts(args.parts), wiki=args.wiki, date=args.date, dest=dest,
+        downloaded = download(args.parts, wiki=args.wiki, date=args.date, dest=dest,
                               mirror=args.mirror, multistream=args.multistream, progress=not args.quiet)
         files += [str(p) for p in downloaded]
     if not files:
@@ -487,7 +487,7 @@ def add_cli(sub) -> None:
     try:
         from .dumps import add_download_arguments
 
-        add_download_arguments(p)
+        add_download_arguments(p, parts_required=False)
     except ImportError:  # pragma: no cover - dumps module not built yet
         pass
     p.set_defaults(func=_cmd_add)
