@@ -20,8 +20,9 @@
 //!    links `[url label]` → label, HTML tags stripped (content kept), `''`/`'''` removed, `__MAGIC__` words removed,
 //!    HTML entities decoded (here, last, so `&lt;ref&gt;` written in the wikitext stays the text "<ref>"). Then the
 //!    leftovers of removal are repaired: empty `()`/`( ; )`, space before punctuation, runs of spaces. Finally empty
-//!    sections and reference/navigation sections made only of lists ("See also", "References", "External links",
-//!    "Further reading", …) are dropped.
+//!    sections and the reference/navigation sections ("See also", "References", "External links", "Further reading",
+//!    … see [`NAV_SECTIONS`]) are dropped whole; "Notes", "Bibliography", "Literature", … only when they hold no prose
+//!    paragraph (they are topics in some articles).
 //!
 //! Output: blocks separated by "\n\n": a paragraph (its source lines joined by a space), a heading (its own block,
 //! when `keep_headings`), a list (one item per line, markers removed, when `keep_lists`).
@@ -1025,31 +1026,32 @@ fn table_marker(line: &str) -> Option<bool> {
     }
 }
 
-/// Reference and navigation sections: dropped when their body has no prose paragraph.
+/// Reference and navigation sections, dropped whole (subsections included). On the sample their bodies are lists
+/// of links and bibliography entries, plus one-line lead-ins ("For a detailed bibliography, see …", "This article
+/// comes from the CIA World Factbook"), pseudo-headings (`;Notes`) and sister-project box labels: none of it is
+/// article prose.
 const NAV_SECTIONS: &[&str] = &[
     "see also",
     "references",
+    "reference",
     "external links",
     "external link",
-    "notes",
     "further reading",
-    "bibliography",
-    "sources",
     "footnotes",
     "citations",
     "notes and references",
     "references and notes",
+    "notes and citations",
     "works cited",
-    "reference",
-    "note",
     "related pages",
     "other websites",
-    "gallery",
-    "links",
-    "literature",
-    "notes and citations",
     "sources and further reading",
 ];
+
+/// Titles that are reference sections in some articles and topics in others ("Literature" of a country, "Sources"
+/// of a river): dropped only when their body has no prose paragraph.
+const MAYBE_NAV_SECTIONS: &[&str] =
+    &["notes", "note", "bibliography", "sources", "literature", "gallery", "links", "publications", "works"];
 
 fn blocks(mid: &str, opts: &CleanOptions) -> String {
     let lines: Vec<&str> = mid.split('\n').collect();
@@ -1204,8 +1206,8 @@ fn heading(line: &str) -> Option<(usize, &str)> {
     Some((level, &t[level..t.len() - level]))
 }
 
-/// Which blocks stay: drop headings whose section (up to the next heading of the same or higher level) holds no
-/// text, and navigation/reference sections whose body has no prose paragraph (only lists or nothing).
+/// Which blocks stay: drop navigation/reference sections (whole), then headings whose section (up to the next heading
+/// of the same or higher level) holds no text.
 fn keep_sections(blocks: &[Block]) -> Vec<bool> {
     let n = blocks.len();
     let mut keep = vec![true; n];
@@ -1216,13 +1218,14 @@ fn keep_sections(blocks: &[Block]) -> Vec<bool> {
                 continue;
             }
             let title = blocks[i].text.trim().trim_end_matches(':').to_lowercase();
-            if !NAV_SECTIONS.contains(&title.as_str()) {
+            let always = NAV_SECTIONS.contains(&title.as_str());
+            if !always && !MAYBE_NAV_SECTIONS.contains(&title.as_str()) {
                 continue;
             }
             let end = (i + 1..n)
                 .find(|&j| matches!(blocks[j].kind, Kind::Heading(l) if l <= level))
                 .unwrap_or(n);
-            if !blocks[i + 1..end].iter().any(|b| b.kind == Kind::Para) {
+            if always || !blocks[i + 1..end].iter().any(|b| b.kind == Kind::Para) {
                 for k in keep.iter_mut().take(end).skip(i) {
                     *k = false;
                 }

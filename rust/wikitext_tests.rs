@@ -147,7 +147,10 @@ const CASES: &[(&str, &str)] = &[
     ("==Empty==\n==Full==\nText.", "Full\n\nText."),
     ("Intro.\n==Parent==\n===Child===\nText.", "Intro.\n\nParent\n\nChild\n\nText."),
     ("Intro.\n==See also==\n* [[A]]\n* [[B]]\n==External links==\n* [http://x.org X]", "Intro."),
-    ("Intro.\n==Notes==\nA real note in prose.", "Intro.\n\nNotes\n\nA real note in prose."),
+    ("Intro.\n==Further reading==\nFor more, see [[X]].\n* A book\n===Older===\n* B", "Intro."),
+    ("Intro.\n==References==\n;Notes\n{{reflist}}\n==Later==\nText.", "Intro.\n\nLater\n\nText."),
+    ("Intro.\n==Notes==\nA real note in prose.\n==Bibliography==\n* Works", "Intro.\n\nNotes\n\nA real note in prose."),
+    ("Intro.\n===Literature===\n{{Main|X literature}}\nThe roots of it.", "Intro.\n\nLiterature\n\nThe roots of it."),
     ("Intro.\n----\nAfter rule.", "Intro.\n\nAfter rule."),
     // --- magic words
     ("__TOC__\nText __NOTOC__ here __NOEDITSECTION__", "Text here"),
