@@ -13,16 +13,19 @@
 //!    we do not depend on it). ASCII is classified from a 128-entry table; other code points from a two-level table.
 //! 2. [`byte_pair_merge`]: tiktoken's `_byte_pair_merge` (pieces < 100 bytes) and `_byte_pair_merge_large` (a heap,
 //!    for longer pieces), with the same tie-breaking (lowest rank, then leftmost), so the merges are the same.
-//! 3. A per-[`Encoder`] cache of piece → tokens for pieces that are not themselves a token (whole-token pieces are
-//!    found in the ranks table first, as tiktoken does). Bounded: cleared when it reaches [`CACHE_MAX_ENTRIES`].
+//! 3. Per-[`Encoder`] caches: a small direct-mapped "hot" table (piece → tokens, 8192 slots, L2-sized) answers the
+//!    most frequent pieces; on a miss, the shared ranks table (pieces that are one token, as tiktoken checks first),
+//!    then a cache of merged pieces (bounded: cleared at [`CACHE_MAX_ENTRIES`]), then a merge.
 //!
 //! Identity with the reference is checked by the tests at the bottom (real articles, hand-picked edge cases, every
 //! code point in several contexts, and 20k random strings of tricky characters). Speed: see examples/tokbench.rs.
 //!
-//! Performance notes (2-core dev machine, sample articles repeated to 50 MB; `cargo run --release --example tokbench`):
-//! the regex is most of tiktoken's time, so the pre-tokenizer is where the speed comes from; the cache then removes
-//! most merges. Looking up whole-token pieces in the shared ranks table first and only then in the per-thread cache
-//! measured faster than one lookup in a cache holding every piece (the ranks table is small and hot).
+//! Performance notes (2-core shared dev machine, the sample's raw wikitext repeated to 30 MB, `cargo run --release
+//! --example tokbench -- --fast-only`, perf): with `Vec<u8>` keys, ~20% of the time was memcmp in hash probes, so short
+//! pieces use packed u128 keys (BytesMap): 51 → 70 MB per CPU-second. The remaining time was cache misses on the
+//! 50k-entry tables (two loads: ~50% of the encoder on the key compare), hence the hot table: → ~80 MB/cpu-s. Its size
+//! (2^11..2^16 slots) made no difference we could measure above the noise of a shared machine; 2^13 stays in L2.
+//! tiktoken-rs's reference runs ~9-10 MB/cpu-s on the same text (most of it in fancy-regex).
 
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, OnceLock};
@@ -40,6 +43,9 @@ pub const N_VOCAB: usize = 50257;
 pub const CACHE_MAX_ENTRIES: usize = 1 << 20;
 /// Pieces longer than this are merged every time instead of cached: they rarely repeat and would bloat the cache.
 const CACHE_MAX_PIECE_BYTES: usize = 128;
+/// The per-Encoder direct-mapped "hot" table in front of the hash maps: 2^13 entries × 24 bytes = 192 KB, which
+/// stays in a core's L2, whereas a probe into the 50k-entry ranks map or the cache mostly misses it.
+const HOT_BITS: u32 = 13;
 /// tiktoken switches from the O(n·m) vector merge to the heap merge at this piece length; we switch at the same place.
 const LARGE_PIECE_BYTES: usize = 100;
 
@@ -524,12 +530,27 @@ fn merge_large(
 // Encoder
 // ---------------------------------------------------------------------------------------------------------------
 
+/// One slot of the hot table: a short piece's key and its tokens, either one token (`len == ONE_TOKEN`, the id in
+/// `a`) or `len` tokens at `arena[a..]`. An all-zero key is the empty string, which is never looked up: empty slot.
+#[derive(Clone, Copy, Default)]
+struct HotEntry {
+    key_lo: u64,
+    key_hi: u64,
+    a: u32,
+    len: u32,
+}
+const ONE_TOKEN: u32 = u32::MAX;
+
 /// The fast encoder: one per worker thread (it owns a cache of piece → tokens). Cheap to create.
 pub struct Encoder {
     core: &'static Gpt2Core,
+    /// Direct-mapped, indexed by a hash of the short key: the most frequent pieces are answered from here.
+    hot: Box<[HotEntry]>,
     /// piece bytes → (start, len) in `arena`; only pieces that are not a single token.
     cache: BytesMap<(u32, u32)>,
     arena: Vec<u32>,
+    /// CACHE_MAX_ENTRIES, except in tests that make it tiny to exercise clearing.
+    cache_max: usize,
     scratch: MergeScratch,
 }
 
@@ -541,7 +562,14 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
-        Encoder { core: shared(), cache: BytesMap::default(), arena: Vec::new(), scratch: MergeScratch::default() }
+        Encoder {
+            core: shared(),
+            hot: vec![HotEntry::default(); 1 << HOT_BITS].into_boxed_slice(),
+            cache: BytesMap::default(),
+            arena: Vec::new(),
+            cache_max: CACHE_MAX_ENTRIES,
+            scratch: MergeScratch::default(),
+        }
     }
 
     /// Append the tokens of `text` to `out`; equal to `Gpt2Core::encode_ordinary_reference(text)` for every input
@@ -561,25 +589,53 @@ impl Encoder {
 
     #[inline(always)]
     fn encode_piece(&mut self, piece: &[u8], out: &mut Vec<u32>) {
+        let Some(key) = short_key(piece) else {
+            self.encode_piece_slow(piece, out);
+            return;
+        };
+        let (lo, hi) = (key as u64, (key >> 64) as u64);
+        let slot = ((lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HOT_BITS)) as usize;
+        let e = self.hot[slot];
+        if e.key_lo == lo && e.key_hi == hi {
+            if e.len == ONE_TOKEN {
+                out.push(e.a);
+            } else {
+                out.extend_from_slice(&self.arena[e.a as usize..(e.a + e.len) as usize]);
+            }
+            return;
+        }
+        let (a, len) = self.encode_piece_slow(piece, out);
+        self.hot[slot] = HotEntry { key_lo: lo, key_hi: hi, a, len };
+    }
+
+    /// Ranks, then the cache, then a merge. Returns the hot-table value: (token, ONE_TOKEN) or (arena start, len).
+    #[inline(never)]
+    fn encode_piece_slow(&mut self, piece: &[u8], out: &mut Vec<u32>) -> (u32, u32) {
         if let Some(t) = self.core.rank(piece) {
             out.push(t);
-            return;
+            return (t, ONE_TOKEN);
         }
         if let Some((start, len)) = self.cache.get(piece) {
             out.extend_from_slice(&self.arena[start as usize..(start + len) as usize]);
-            return;
+            return (start, len);
         }
         let before = out.len();
         byte_pair_merge(self.core, piece, &mut self.scratch, out);
-        if piece.len() <= CACHE_MAX_PIECE_BYTES {
-            if self.cache.len() >= CACHE_MAX_ENTRIES || self.arena.len() > u32::MAX as usize / 2 {
-                self.cache.clear();
-                self.arena.clear();
-            }
-            let start = self.arena.len() as u32;
-            self.arena.extend_from_slice(&out[before..]);
-            self.cache.insert(piece, (start, (out.len() - before) as u32));
+        if piece.len() > CACHE_MAX_PIECE_BYTES {
+            // Too long for the hot table's short keys anyway; nothing refers to this value.
+            return (0, 0);
         }
+        if self.cache.len() >= self.cache_max || self.arena.len() > u32::MAX as usize / 2 {
+            // The hot table points into the arena: it is cleared with it.
+            self.cache.clear();
+            self.arena.clear();
+            self.hot.fill(HotEntry::default());
+        }
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(&out[before..]);
+        let len = (out.len() - before) as u32;
+        self.cache.insert(piece, (start, len));
+        (start, len)
     }
 
     /// Number of pieces in the cache (for tests and tuning).
@@ -898,6 +954,9 @@ mod tests {
         let total: u32 = alphabet.iter().map(|&(_, w)| w).sum();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut enc = Encoder::new();
+        // A second encoder whose cache is cleared every 50 pieces: clearing must never change an answer either.
+        let mut small = Encoder::new();
+        small.cache_max = 50;
         let core = shared();
         let mut text = String::new();
         let mut got = Vec::new();
@@ -922,6 +981,9 @@ mod tests {
                 check(&text); // panics with a readable diff
                 panic!("case {case}: {text:?}");
             }
+            got.clear();
+            small.encode_ordinary(&text, &mut got);
+            assert!(got == want, "case {case} with a small cache: {text:?}");
         }
         assert!(enc.cache_len() > 0);
     }
