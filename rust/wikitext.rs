@@ -1136,8 +1136,12 @@ fn blocks(mid: &str, opts: &CleanOptions) -> String {
                 continue;
             }
             if indent_only {
-                // `:` indentation is a quotation or a displayed line of prose: its own paragraph.
+                // `:` indentation is a quotation or a displayed line of prose: its own paragraph. Hand-written
+                // hatnotes (":''Main article: [[X]]''") are navigation, not prose.
                 flush(&mut cur, &mut out_blocks);
+                if is_hatnote(&content) {
+                    continue;
+                }
                 cur = Some(Block { kind: Kind::Para, text: content });
                 flush(&mut cur, &mut out_blocks);
                 continue;
@@ -1188,6 +1192,14 @@ fn blocks(mid: &str, opts: &CleanOptions) -> String {
         out.push_str(&b.text);
     }
     out
+}
+
+/// A hand-written hatnote line (what `{{Main}}`/`{{See also}}` render, typed by hand after a `:`).
+fn is_hatnote(line: &str) -> bool {
+    const STARTS: &[&str] =
+        &["main article:", "main articles:", "see also:", "further information:", "for more details", "main page:"];
+    let head: String = line.trim_start().chars().take(24).flat_map(|c| c.to_lowercase()).collect();
+    STARTS.iter().any(|s| head.starts_with(s))
 }
 
 /// `== H ==` → (2, " H "): leading and trailing `=` runs, the level is the shorter run (at most 6).

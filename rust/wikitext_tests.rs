@@ -152,6 +152,7 @@ const CASES: &[(&str, &str)] = &[
     ("Intro.\n==Notes==\nA real note in prose.\n==Bibliography==\n* Works", "Intro.\n\nNotes\n\nA real note in prose."),
     ("Intro.\n===Literature===\n{{Main|X literature}}\nThe roots of it.", "Intro.\n\nLiterature\n\nThe roots of it."),
     ("Intro.\n----\nAfter rule.", "Intro.\n\nAfter rule."),
+    ("==Sub==\n:''Main article: [[Bibliography of X]]''\n:A quoted line.", "Sub\n\nA quoted line."),
     // --- magic words
     ("__TOC__\nText __NOTOC__ here __NOEDITSECTION__", "Text here"),
     ("snake_case and __init__ stay", "snake_case and __init__ stay"),
