@@ -575,7 +575,13 @@ fn worker(jobs: Receiver<Job>, results: Sender<Job>, stop: &AtomicBool, cancel: 
         if let Item::Seg(seg) = &mut job.item {
             if seg.kind == Kind::Block {
                 let mut out = std::mem::take(&mut job.out);
-                seg.decoded = Some(decode_block(seg, &mut scratch, &mut out).map(|crc| (out, crc)));
+                // A panic in the decoder must not leave a hole in the sequence (the orderer would wait for it
+                // forever): report it as this block's failure instead.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decode_block(seg, &mut scratch, &mut out)
+                }))
+                .unwrap_or_else(|_| Err("the bzip2 decoder panicked".into()));
+                seg.decoded = Some(r.map(|crc| (out, crc)));
             }
         }
         if results.send(job).is_err() {
@@ -633,7 +639,11 @@ impl Orderer<'_> {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    // Only happens if a worker panicked (the reader always ends with Eof or Fail).
+                    // Workers leave early only when cancelled; otherwise the reader ends every run with Eof or
+                    // Fail, so a closed channel here means a thread died.
+                    if self.cancel.load(Ordering::Relaxed) {
+                        return Err(Error::Interrupted);
+                    }
                     return Err(Error::Invalid(format!(
                         "{}: bz2 decoding stopped unexpectedly (a decoding thread panicked)",
                         self.path.display()
