@@ -381,6 +381,12 @@ impl PageSplitter {
         Ok(out)
     }
 
+    /// Bytes held back (the unfinished page): a caller can refuse to buffer without bound when a corrupt stream
+    /// never closes a page (MediaWiki caps wikitext at 2 MiB, so a real page stays far below 64 MiB of XML).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     fn take_chunk(&mut self) -> SplitItem {
         let cut = self.last_cut;
         let item = SplitItem::Pages { offset: self.buf_offset, bytes: self.buf[..cut].to_vec() };
@@ -965,6 +971,9 @@ mod tests {
         let texts: Vec<&String> = reference.iter().map(|p| &p.text).collect();
         // 1-byte pieces on the first 300 kB (the whole file byte by byte is slow only in debug builds), then the
         // whole sample in 7-byte and 4096-byte pieces, with small and large chunk targets.
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(&xml[..100_000]);
+        assert!(s.buffered() < 100_000 && s.buffered() > 0);
         for (piece, target) in [(7usize, 1usize << 20), (4096, 1 << 20), (4096, 1), (7, 100_000), (65536, 3_000_000)] {
             let (_, pages) = parse_all(&xml, piece, target);
             assert_eq!(key(&pages), key(&reference), "piece {} target {}", piece, target);
