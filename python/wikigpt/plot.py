@@ -1,0 +1,88 @@
+"""`wikigpt plot`: training curves of one or more runs on one tokens-seen axis.
+
+tokens_seen is cumulative across resumed and grown runs (a run started with --init-from carries its parent's
+count), so the stages of a growth experiment line up end to end and can be compared with a run trained from scratch.
+Three panels: train (dashed) and val (solid) loss, val perplexity (log scale), MFU (runs without a peak are left
+out of that panel and say so in its title).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ConfigError
+
+
+def read_evals(run_dir: str | os.PathLike) -> list[dict]:
+    """The eval records of a run's metrics.jsonl, in step order (a line cut by a kill is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no metrics.jsonl (not a run folder, or the run has not evaluated yet)")
+    evals = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict) and r.get("kind") == "eval":
+            evals.append(r)
+    evals.sort(key=lambda r: r.get("step", 0))
+    return evals
+
+
+def plot_runs(
+    runs: Sequence[str | os.PathLike],
+    output: str | os.PathLike = "curves.png",
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Draw the runs' curves into one PNG; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works without a display
+    import matplotlib.pyplot as plt
+
+    if labels and len(labels) != len(runs):
+        raise ConfigError(f"{len(labels)} labels for {len(runs)} runs")
+    data = []
+    for i, run in enumerate(runs):
+        ev = read_evals(run)
+        if not ev:
+            raise ConfigError(f"{run}: metrics.jsonl has no evaluation yet")
+        data.append((labels[i] if labels else Path(run).resolve().name, ev))
+
+    fig, (ax_loss, ax_ppl, ax_mfu) = plt.subplots(3, 1, figsize=(9, 11), sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    no_mfu = []
+    for i, (label, ev) in enumerate(data):
+        c = colors[i % len(colors)]
+        x = [r["tokens_seen"] for r in ev]
+        ax_loss.plot(x, [r["val_loss"] for r in ev], color=c, marker=".", label=f"{label} val")
+        ax_loss.plot(x, [r["train_loss"] for r in ev], color=c, linestyle="--", alpha=0.7, label=f"{label} train")
+        ax_ppl.plot(x, [r["val_ppl"] for r in ev], color=c, marker=".", label=label)
+        mfu = [(r["tokens_seen"], 100 * r["mfu"]) for r in ev if r.get("mfu") is not None]
+        if mfu:
+            ax_mfu.plot(*zip(*mfu), color=c, marker=".", label=label)
+        else:
+            no_mfu.append(label)
+    ax_loss.set_ylabel("loss (nats/token)")
+    ax_loss.set_title("train (dashed) and val (solid) loss")
+    ax_loss.legend(fontsize="small")
+    ax_ppl.set_ylabel("val perplexity")
+    ax_ppl.set_yscale("log")
+    ax_ppl.legend(fontsize="small")
+    ax_mfu.set_ylabel("MFU (%)")
+    ax_mfu.set_title("MFU" + (f" (n/a for: {', '.join(no_mfu)})" if no_mfu else ""))
+    if len(no_mfu) < len(data):
+        ax_mfu.legend(fontsize="small")
+    ax_mfu.set_xlabel("tokens seen")
+    for ax in (ax_loss, ax_ppl, ax_mfu):
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

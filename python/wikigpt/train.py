@@ -1,0 +1,1009 @@
+"""The trainer: `wikigpt train`, `wikigpt sample`, `wikigpt plot`, and `wikigpt.train(TrainConfig(...))`.
+
+nanoGPT's train.py, reorganized around wikigpt's dataset folders and run folders:
+- bf16 autocast on CUDA (fp32 on the CPU), torch.compile on CUDA by default, fused AdamW with nanoGPT's two parameter
+  groups, gradient accumulation, gradient clipping;
+- learning-rate schedules "cosine" (nanoGPT's) and "wsd" (warmup, stable, decay over the last `decay_frac` of the
+  steps), whose stable phase extends when a resumed run asks for more steps or tokens;
+- every `eval_interval` steps: train/val loss (per dataset part too), perplexity, a sample, a checkpoint (atomic);
+- MFU against the card's dense bf16 peak (table below, or --peak-tflops);
+- --vram-gb: the largest micro-batch that fits a card of that size, found by a short probe, and the gradient
+  accumulation that keeps the requested tokens per step;
+- DDP through torchrun (gloo on the CPU, nccl on CUDA): rank r draws the batches a single process would draw for
+  its share of the micro-steps, so W ranks x k micro-steps compute the same step as 1 process x W*k micro-steps.
+
+The run folder holds config.json (resolved config), meta.json (versions, git hash, device, parts), metrics.jsonl
+(one JSON object per line: {"kind": "step", ...} every log_interval steps, {"kind": "eval", ...} every eval),
+samples.txt, ckpt.pt (latest) and, with --keep-best, best.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import CheckpointError, ConfigError
+
+# Dense bf16 tensor-core peaks (TFLOPS, fp32 accumulate), matched against torch.cuda.get_device_name in order.
+PEAK_TFLOPS: list[tuple[str, float, str]] = [
+    (r"H100.*PCIe", 756.0, "H100 PCIe"),
+    (r"H100", 989.0, "H100 SXM"),
+    (r"H200", 989.0, "H200"),
+    (r"A100", 312.0, "A100"),
+    (r"RTX 4090$", 165.2, "RTX 4090"),
+    (r"RTX 4070$", 58.3, "RTX 4070"),
+]
+
+RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl", "samples.txt", "config.json", "meta.json")
+GiB = 1024**3
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Field names are nanoGPT's config names; each is a CLI flag in kebab case."""
+
+    dataset: str = ""  # dataset folder (manifest.json + parts/), as written by `wikigpt add`
+    out: str = ""  # run folder to create (or continue with resume=True)
+    # model
+    preset: str = "gpt2-124m"  # architecture: gpt2-124m, gpt2-350m or tiny (ignored with init_from / resume)
+    n_layer: Optional[int] = None  # override the preset's number of blocks
+    n_head: Optional[int] = None  # override the preset's attention heads
+    n_embd: Optional[int] = None  # override the preset's width
+    block_size: Optional[int] = None  # context length; None = the preset's (or the checkpoint's; may only shrink it)
+    dropout: Optional[float] = None  # None = 0.0 (the preset's / the checkpoint's)
+    bias: Optional[bool] = None  # biases in Linear/LayerNorm; None = True as GPT-2
+    kernels: str = "auto"  # fused Triton kernels: on, off, auto (= on when CUDA)
+    # batch
+    batch_size: int = 12  # micro-batch, sequences per forward pass per process
+    gradient_accumulation_steps: int = 40  # micro-batches per optimizer step, summed over all DDP processes
+    vram_gb: Optional[float] = None  # fit a card with this many GiB: pick the micro-batch, keep tokens per step
+    # length
+    max_iters: int = 600000  # stop after this many optimizer steps (counted across resumed runs)
+    max_tokens: Optional[float] = None  # stop when tokens_seen (across resumed runs) reaches this; overrides max_iters
+    # optimizer and schedule
+    lr: float = 6e-4  # peak learning rate (on resume/init_from: the new one)
+    min_lr: float = 6e-5  # floor of the decay, ~lr/10 (Chinchilla)
+    warmup_iters: int = 2000  # linear warmup steps (from the start of this stage)
+    lr_decay_iters: Optional[int] = None  # cosine: step where the decay ends; None = max_iters
+    schedule: str = "cosine"  # cosine, or wsd (warmup-stable-decay: extends when data grows)
+    decay_frac: float = 0.2  # wsd: fraction of this stage's steps spent decaying to min_lr, at the end
+    weight_decay: float = 0.1  # AdamW decoupled weight decay on 2-D parameters
+    beta1: float = 0.9  # AdamW
+    beta2: float = 0.95  # AdamW
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 = off
+    # evaluation and logging
+    eval_interval: int = 2000  # evaluate, sample and checkpoint every this many steps
+    eval_iters: int = 200  # batches per estimate: for the train loss, and for each part's val loss
+    log_interval: int = 10  # write a step line to metrics.jsonl every this many steps
+    sample_prompt: str = "The history of"  # prompt of the sample written at each evaluation
+    sample_tokens: int = 100  # tokens per sample; 0 = no samples
+    keep_best: bool = False  # also keep best.pt, the checkpoint with the lowest val loss
+    # data
+    mix: Union[str, dict] = "tokens"  # tokens (all parts by size), sequential (only parts the init model has not
+    # seen), or {part name: weight}
+    # system
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+    dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 on the CPU), bfloat16, float16, float32
+    compile: Optional[bool] = None  # torch.compile the model; None = on for CUDA, off for the CPU
+    peak_tflops: Optional[float] = None  # the card's peak for MFU, when it is not in the table
+    seed: int = 1337  # model init, data windows and dropout
+    # run folder
+    init_from: Optional[str] = None  # start from a run folder, a wikigpt checkpoint or a nanoGPT ckpt.pt
+    resume: bool = False  # continue the run in `out` from its last checkpoint
+    overwrite: bool = False  # start over in an existing run folder (its run files are replaced)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    iter_num: int
+    tokens_seen: int
+    train_loss: Optional[float]
+    val_loss: Optional[float]
+    val_ppl: Optional[float]
+    best_val_loss: float
+    metrics: dict = field(default_factory=dict)  # the last eval record
+    elapsed_s: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# learning-rate schedules
+
+
+@dataclass
+class Schedule:
+    """LR as a function of the step. `start_iter` is where this stage began (0 from scratch, the checkpoint's step
+    for --init-from), so warmup and decay are relative to the stage; resumed runs keep the stored start."""
+
+    kind: str
+    lr: float
+    min_lr: float
+    warmup_iters: int
+    start_iter: int
+    max_iters: int
+    lr_decay_iters: Optional[int] = None  # cosine only
+    decay_frac: float = 0.2  # wsd only
+
+    def __call__(self, it: int) -> float:
+        t = it - self.start_iter
+        if t < self.warmup_iters:  # nanoGPT's warmup: never exactly 0
+            return self.lr * (t + 1) / (self.warmup_iters + 1)
+        if self.kind == "cosine":
+            end = (self.lr_decay_iters or self.max_iters) - self.start_iter
+            if t >= end:
+                return self.min_lr
+            ratio = (t - self.warmup_iters) / max(1, end - self.warmup_iters)
+            return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (self.lr - self.min_lr)
+        # wsd: stable at lr, then linear to min_lr over the last decay_frac of the stage. Asking for more steps
+        # moves the decay later; a run still in its stable phase continues as if it had been planned longer.
+        total = self.max_iters - self.start_iter
+        decay = max(1, round(self.decay_frac * total)) if self.decay_frac > 0 else 0
+        decay_start = total - decay
+        if t < decay_start or decay == 0:
+            return self.lr
+        ratio = min(1.0, (t - decay_start + 1) / decay)
+        return self.lr + ratio * (self.min_lr - self.lr)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _log(msg: str, rank: int = 0) -> None:
+    if rank == 0:
+        print(f"wikigpt train: {msg}", file=sys.stderr, flush=True)
+
+
+def _git_hash() -> Optional[str]:
+    """The commit of the wikigpt checkout this runs from (with -dirty if it has changes), or None if not a git
+    checkout (an installed wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=here, capture_output=True, text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def peak_tflops_for(device_name: str) -> tuple[Optional[float], str]:
+    for pat, tf, label in PEAK_TFLOPS:
+        if re.search(pat, device_name):
+            return tf, label
+    return None, device_name
+
+
+def _resolve_device(cfg: TrainConfig, local_rank: int):
+    import torch
+
+    d = cfg.device
+    if d == "auto":
+        d = "cuda" if torch.cuda.is_available() else "cpu"
+    if d.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {cfg.device}: CUDA is not available here (use --device cpu)")
+        if d == "cuda":
+            d = f"cuda:{local_rank}"
+        torch.cuda.set_device(d)
+    elif d != "cpu":
+        raise ConfigError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
+    return torch.device(d)
+
+
+def _resolve_dtype(cfg: TrainConfig, device):
+    import torch
+
+    d = cfg.dtype
+    if d == "auto":
+        if device.type == "cuda":
+            d = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            d = "float32"
+    table = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    if d not in table:
+        raise ConfigError(f"--dtype {cfg.dtype}: use auto, bfloat16, float16 or float32")
+    if device.type == "cpu" and d != "float32":
+        raise ConfigError(f"--dtype {d} on the CPU: the CPU trainer runs float32 (use --dtype float32 or auto)")
+    return table[d]
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if not cfg.dataset:
+        raise ConfigError("no dataset folder given")
+    if not cfg.out:
+        raise ConfigError("no run folder given (--out)")
+    positive = ["batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval"]
+    for name in positive:
+        if int(getattr(cfg, name)) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("max_iters", "warmup_iters", "sample_tokens"):
+        if int(getattr(cfg, name)) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
+    if cfg.schedule not in ("cosine", "wsd"):
+        raise ConfigError(f"--schedule {cfg.schedule}: use cosine or wsd")
+    if not 0.0 <= cfg.decay_frac <= 1.0:
+        raise ConfigError(f"--decay-frac must be in [0, 1], got {cfg.decay_frac}")
+    if cfg.lr <= 0 or cfg.min_lr < 0 or cfg.min_lr > cfg.lr:
+        raise ConfigError(f"need 0 <= --min-lr ({cfg.min_lr}) <= --lr ({cfg.lr}) and --lr > 0")
+    if cfg.kernels not in ("on", "off", "auto"):
+        raise ConfigError(f"--kernels {cfg.kernels}: use on, off or auto")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other")
+    if cfg.resume and cfg.init_from:
+        raise ConfigError("--resume continues the run folder's own checkpoint; drop --init-from")
+    if cfg.max_tokens is not None and cfg.max_tokens <= 0:
+        raise ConfigError(f"--max-tokens must be positive, got {cfg.max_tokens}")
+    if cfg.vram_gb is not None and cfg.vram_gb <= 0:
+        raise ConfigError(f"--vram-gb must be positive, got {cfg.vram_gb}")
+
+
+def _prepare_run_dir(cfg: TrainConfig, rank: int) -> Path:
+    """Refuse to touch an existing run unless asked; with --overwrite remove only wikigpt's own run files."""
+    out = Path(cfg.out)
+    exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if cfg.resume:
+        if not (out / "ckpt.pt").is_file():
+            raise ConfigError(f"{out}: nothing to resume: no ckpt.pt in this folder")
+    elif exists and not cfg.overwrite:
+        raise ConfigError(f"{out}: run folder exists; pass --resume to continue it or --overwrite to start over")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+    return out
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill mid-write
+                continue
+    return out
+
+
+def _truncate_metrics(path: Path, iter_num: int) -> None:
+    """On resume, drop the records the killed run wrote after its last checkpoint: the resumed run writes them
+    again, so the curve continues without duplicates."""
+    from ._io import atomic_write_bytes
+
+    keep = [r for r in _read_metrics(path) if int(r.get("step", 0)) <= iter_num]
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+
+
+class _Metrics:
+    def __init__(self, path: Path, enabled: bool):
+        self.f = open(path, "a", encoding="utf-8") if enabled else None
+
+    def write(self, record: dict) -> None:
+        if self.f:
+            self.f.write(json.dumps(record) + "\n")
+            self.f.flush()
+
+    def close(self) -> None:
+        if self.f:
+            self.f.close()
+
+
+def _tokenizer():
+    """GPT-2's tiktoken Encoding, built offline by wikigpt.tokenizer (imported here: only samples need it)."""
+    from .tokenizer import tokenizer
+
+    return tokenizer()
+
+
+def _sample_text(model, prompt: str, tokens: int, device, *, temperature: float = 0.8, top_k: int | None = 200,
+                 seed: int = 0, num_samples: int = 1, dtype=None) -> list[str]:
+    """Generate from `prompt` (after an EOT, as documents start in the shards) and decode; stops at the next EOT."""
+    import torch
+
+    from .data import autocast
+
+    enc = _tokenizer()
+    eot = enc.eot_token
+    ids = [eot] + enc.encode_ordinary(prompt)
+    raw = getattr(model, "module", model)
+    raw = getattr(raw, "_orig_mod", raw)
+    x = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    was_training = raw.training
+    raw.eval()
+    try:
+        with autocast(torch.device(device), dtype):
+            y = raw.generate(x, tokens, temperature=temperature, top_k=top_k, generator=g, vocab_limit=enc.n_vocab)
+    finally:
+        raw.train(was_training)
+    texts = []
+    for row in y.tolist():
+        new = row[len(ids):]
+        if eot in new:
+            new = new[: new.index(eot)]
+        texts.append(prompt + enc.decode(new))
+    return texts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fitting the card
+
+
+def _memory_floor_bytes(n_params: int, block_size: int, vocab_size: int, n_embd: int, n_layer: int) -> int:
+    """What any micro-batch needs at least: fp32 weights, gradients and AdamW's two moments (16 bytes a parameter),
+    plus one sequence's logits in bf16 and fp32 (the cross-entropy's softmax) and a rough activation count."""
+    weights = 16 * n_params
+    logits = block_size * vocab_size * (2 + 4 + 4)
+    acts = block_size * n_embd * n_layer * 34  # ~34 bytes per token per layer per channel in bf16 (Korthikanti)
+    return weights + logits + acts
+
+
+def _fit_batch(model, cfg: TrainConfig, device, dtype, block_size: int, seqs_per_rank: int, rank: int) -> int:
+    """Largest micro-batch dividing `seqs_per_rank` whose training step fits in --vram-gb, by measuring the peak
+    allocated memory of real forward+backward+AdamW steps (eager, lr 0 so the weights do not move)."""
+    import torch
+
+    from .data import autocast
+
+    budget = cfg.vram_gb * GiB * 0.9  # 10% for the allocator's fragmentation and the CUDA context
+    cand = sorted({b for b in range(1, seqs_per_rank + 1) if seqs_per_rank % b == 0})
+
+    def peak(b: int) -> Optional[int]:
+        opt = model.configure_optimizers(0.0, 0.0, (0.9, 0.95), device.type)
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        try:
+            x = torch.randint(0, 50257, (b, block_size), device=device)
+            with autocast(device, dtype):
+                _, loss = model(x, x)
+            loss.backward()
+            opt.step()
+            torch.cuda.synchronize(device)
+            return torch.cuda.max_memory_allocated(device)
+        except torch.OutOfMemoryError:
+            return None
+        finally:
+            model.zero_grad(set_to_none=True)
+            del opt
+            torch.cuda.empty_cache()
+
+    p1 = peak(1)
+    if p1 is None or p1 > budget:
+        raise ConfigError(
+            f"--vram-gb {cfg.vram_gb:g} is smaller than one sequence of {block_size} tokens needs "
+            f"({(p1 or 0) / GiB:.1f} GiB measured with margin {budget / GiB:.1f} GiB available): "
+            "use a smaller model, --block-size or a larger --vram-gb"
+        )
+    p2 = peak(2) if 2 <= seqs_per_rank else None
+    per_seq = (p2 - p1) if p2 is not None else p1
+    guess = 1
+    for b in cand:
+        if p1 + per_seq * (b - 1) <= budget:
+            guess = b
+    # the linear guess can be off (allocator rounding, attention kernels switching with size): verify, step down
+    for b in [c for c in cand if c <= guess][::-1]:
+        pk = peak(b)
+        if pk is not None and pk <= budget:
+            _log(f"--vram-gb {cfg.vram_gb:g}: micro-batch {b} fits (peak {pk / GiB:.2f} GiB of {budget / GiB:.2f} "
+                 f"GiB usable)", rank)
+            return b
+    return 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the trainer
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    """Train (or continue) a GPT on a dataset folder into a run folder. See TrainConfig for the options."""
+    import torch
+
+    from . import __version__
+    from ._io import atomic_write_json
+    from .checkpoint import (
+        check_same_architecture,
+        config_from_model_args,
+        load_checkpoint,
+        model_from_checkpoint,
+        save_checkpoint,
+    )
+    from .data import TokenData, autocast, read_manifest
+    from .model import GPT, preset_config
+
+    _check_config(cfg)
+    t_start = time.time()
+
+    # --- processes: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    ddp = world > 1
+    device = _resolve_device(cfg, local_rank)
+    if ddp:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    dtype = _resolve_dtype(cfg, device)
+    master = rank == 0
+
+    # refuse a bad dataset before anything is written
+    read_manifest(cfg.dataset)
+    run_dir = _prepare_run_dir(cfg, rank)
+
+    # --- the starting point: the run's own checkpoint (resume), another one (init_from), or a fresh model
+    ckpt = None
+    source = None
+    if cfg.resume:
+        source = str(run_dir / "ckpt.pt")
+    elif cfg.init_from:
+        source = cfg.init_from
+    kernels = cfg.kernels == "on" or (cfg.kernels == "auto" and device.type == "cuda")
+    arch_flags = {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "bias") if getattr(cfg, k) is not None}
+    if source:
+        ckpt = load_checkpoint(source, map_location="cpu")
+        if arch_flags:  # flags that name an architecture must agree with the checkpoint's
+            want = config_from_model_args(ckpt["model_args"], source)
+            for k, v in arch_flags.items():
+                setattr(want, k, v)
+            check_same_architecture(want, ckpt, source)
+        model = model_from_checkpoint(ckpt, source, block_size=cfg.block_size, dropout=cfg.dropout, kernels=kernels)
+    else:
+        torch.manual_seed(cfg.seed)
+        mcfg = preset_config(cfg.preset, block_size=cfg.block_size, dropout=cfg.dropout, kernels=kernels,
+                             **arch_flags)
+        model = GPT(mcfg)
+    model.to(device)
+    mcfg = model.config
+    block_size = mcfg.block_size
+
+    # --- where the data stands
+    parts_seen: list[str] = list(ckpt.get("parts_seen", [])) if ckpt else []
+    data_state = ckpt.get("data_state") if ckpt else None
+    seed = int(data_state["seed"]) if cfg.resume and data_state else cfg.seed
+    data = TokenData(cfg.dataset, block_size, seed=seed, mix=cfg.mix, parts_seen=parts_seen, device=device)
+    if ckpt is not None:
+        new = data.new_parts
+        _log(f"dataset: {len(data.parts)} part(s); the checkpoint has seen {len(parts_seen)}; "
+             f"new: {', '.join(new) if new else 'none'}", rank)
+    else:
+        _log(f"dataset: {len(data.parts)} part(s): {', '.join(data.part_names)}", rank)
+    if cfg.resume and data_state and data_state.get("parts") and data_state["parts"] != data.part_names:
+        _log("the dataset has grown since the checkpoint: windows now come from the new part list too", rank)
+
+    # --- batch geometry
+    if cfg.gradient_accumulation_steps % world:
+        raise ConfigError(f"--gradient-accumulation-steps {cfg.gradient_accumulation_steps} must be a multiple of "
+                          f"the number of processes ({world})")
+    accum_local = cfg.gradient_accumulation_steps // world
+    micro = cfg.batch_size
+    capped = False  # whether this call limited the process's share of the card (undone when it returns)
+    if cfg.vram_gb is not None:
+        floor = _memory_floor_bytes(sum(p.numel() for p in model.parameters()), block_size, mcfg.vocab_size,
+                                    mcfg.n_embd, mcfg.n_layer)
+        if floor > cfg.vram_gb * GiB * 0.9:
+            raise ConfigError(
+                f"--vram-gb {cfg.vram_gb:g} is smaller than the smallest batch needs: this model "
+                f"({model.get_num_params() / 1e6:.0f}M parameters) at block_size {block_size} needs about "
+                f"{floor / GiB:.1f} GiB for one sequence with its weights, gradients and AdamW state"
+            )
+        if device.type == "cuda":
+            total = torch.cuda.get_device_properties(device).total_memory
+            if cfg.vram_gb * GiB < total:  # behave like the smaller card: allocations beyond it fail here too
+                torch.cuda.set_per_process_memory_fraction(cfg.vram_gb * GiB / total, device)
+                capped = True
+            seqs = cfg.batch_size * accum_local
+            try:
+                micro = _fit_batch(model, cfg, device, dtype, block_size, seqs, rank)
+            except BaseException:
+                if capped:
+                    torch.cuda.set_per_process_memory_fraction(1.0, device)
+                raise
+            accum_local = seqs // micro
+        else:
+            _log(f"--vram-gb applies to CUDA cards; on {device.type} the micro-batch stays {micro}", rank)
+    accum_total = accum_local * world
+    tokens_per_step = micro * block_size * accum_total
+
+    # --- counters carried across runs
+    iter_num = int(ckpt.get("iter_num", 0)) if ckpt else 0
+    if ckpt is not None and "tokens_seen" in ckpt:
+        tokens_seen = int(ckpt["tokens_seen"])
+    elif ckpt is not None:  # a nanoGPT checkpoint: its config says how many tokens a step took
+        c = ckpt.get("config") or {}
+        try:
+            tokens_seen = iter_num * int(c["batch_size"]) * int(c["block_size"]) * int(c["gradient_accumulation_steps"])
+        except (KeyError, TypeError, ValueError):
+            tokens_seen = 0
+    else:
+        tokens_seen = 0
+    elapsed_prev = float(ckpt.get("elapsed_s", 0.0)) if ckpt else 0.0
+    best_val = float(ckpt.get("best_val_loss", float("inf"))) if (ckpt and cfg.resume) else float("inf")
+
+    max_iters = cfg.max_iters
+    if cfg.max_tokens is not None:
+        remaining = float(cfg.max_tokens) - tokens_seen
+        if remaining <= 0:
+            raise ConfigError(f"--max-tokens {cfg.max_tokens:g}: the checkpoint has already seen {tokens_seen} tokens")
+        max_iters = iter_num + math.ceil(remaining / tokens_per_step)
+    if max_iters < iter_num:
+        raise ConfigError(f"--max-iters {max_iters} is below the checkpoint's step {iter_num}")
+
+    if cfg.resume and ckpt.get("schedule"):
+        start_iter = int(ckpt["schedule"].get("start_iter", 0))
+    else:
+        start_iter = iter_num
+    sched = Schedule(kind=cfg.schedule, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters,
+                     start_iter=start_iter, max_iters=max_iters, lr_decay_iters=cfg.lr_decay_iters,
+                     decay_frac=cfg.decay_frac)
+
+    # --- optimizer (its state comes along on resume and init_from, as nanoGPT's resume does)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
+    if ckpt is not None and ckpt.get("optimizer"):
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{source}: optimizer state does not fit this model: {str(e).splitlines()[0]}") \
+                from None
+        for g, wd in zip(optimizer.param_groups, (cfg.weight_decay, 0.0)):  # this run's settings, not the saved
+            g["weight_decay"], g["betas"] = wd, (cfg.beta1, cfg.beta2)
+    scaler = torch.amp.GradScaler("cuda", enabled=(dtype == torch.float16))
+    if ckpt is not None and cfg.resume and ckpt.get("rng") is not None:
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    else:
+        torch.manual_seed(cfg.seed + rank)
+    ckpt = None  # free the CPU copy of the weights
+
+    # --- compile and DDP
+    do_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    raw_model = model
+    if do_compile:
+        _log("compiling the model (torch.compile; first steps are slow)", rank)
+        model = torch.compile(model)
+    eval_model = model  # compiled but not DDP-wrapped: evaluation needs no gradient sync
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # --- MFU peak
+    if device.type == "cuda":
+        dev_name = torch.cuda.get_device_name(device)
+        if cfg.peak_tflops:
+            peak, peak_src = cfg.peak_tflops, "--peak-tflops"
+        else:
+            peak, label = peak_tflops_for(dev_name)
+            peak_src = f"table ({label}, dense bf16)" if peak else "unknown card"
+    else:
+        dev_name = "cpu"
+        peak, peak_src = (cfg.peak_tflops, "--peak-tflops") if cfg.peak_tflops else (None, "CPU: no peak")
+    if peak:
+        _log(f"MFU against {peak:g} TFLOPS per device from {peak_src}", rank)
+    else:
+        _log(f"MFU n/a ({peak_src}; pass --peak-tflops to get it)", rank)
+    flops_per_token = raw_model.estimate_flops_per_token()
+
+    # --- run folder files (rank 0 only)
+    resolved = {
+        "train": dataclasses.asdict(cfg),
+        "model": {**mcfg.model_args(), "kernels": mcfg.kernels},
+        "derived": {
+            "micro_batch": micro, "gradient_accumulation_steps": accum_total, "world_size": world,
+            "tokens_per_step": tokens_per_step, "max_iters": max_iters, "device": str(device),
+            "dtype": str(dtype).replace("torch.", ""), "compile": do_compile, "seed": seed,
+            "parameters": raw_model.get_num_params(), "flops_per_token": flops_per_token,
+            "peak_tflops": peak, "peak_source": peak_src,
+        },
+    }
+    if master:
+        atomic_write_json(run_dir / "config.json", resolved)
+        meta_path = run_dir / "meta.json"
+        prev = json.loads(meta_path.read_text()) if (cfg.resume and meta_path.is_file()) else None
+        meta = {
+            "wikigpt_version": __version__, "git": _git_hash(), "torch": torch.__version__,
+            "python": sys.version.split()[0], "device": dev_name, "world_size": world,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_iter": iter_num,
+            "init_from": cfg.init_from, "dataset": str(Path(cfg.dataset).resolve()), "parts": data.part_names,
+            "new_parts": data.new_parts, "parts_seen_before": parts_seen,
+            "history": ((prev.get("history", []) + [{k: v for k, v in prev.items() if k != "history"}])
+                        if prev else []),
+        }
+        atomic_write_json(meta_path, meta)
+        if cfg.resume:
+            _truncate_metrics(run_dir / "metrics.jsonl", iter_num)
+    metrics = _Metrics(run_dir / "metrics.jsonl", master)
+    _log(f"{raw_model.get_num_params() / 1e6:.2f}M parameters, {device} {str(dtype).replace('torch.', '')}, "
+         f"micro-batch {micro} x {block_size} x {accum_total} accumulation = {tokens_per_step} tokens/step; "
+         f"steps {iter_num} -> {max_iters}", rank)
+
+    # parts the model will have seen (recorded in checkpoints)
+    seen_after = parts_seen + [p for p in data.trained_parts if p not in parts_seen]
+
+    def lr_at(it: int) -> float:
+        return sched(it)
+
+    @torch.no_grad()
+    def estimate() -> dict:
+        from .data import evaluate
+
+        # train: fixed windows over the training mix; val: fixed windows per part
+        # (every rank computes the same estimate: no collective needed, and all ranks know the val loss)
+        eval_model.eval()
+        losses = []
+        for i in range(cfg.eval_iters):
+            x, y = data.eval_train_batch(i, micro)
+            with autocast(device, dtype):
+                _, loss = eval_model(x, y)
+            losses.append(float(loss))
+        eval_model.train()
+        out = {"train": sum(losses) / len(losses)}
+        out.update(evaluate(eval_model, data, iters=cfg.eval_iters, batch_size=micro, device=device, dtype=dtype))
+        return out
+
+    def save(it: int, val: Optional[float]) -> None:
+        state = {
+            "model": raw_model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "model_args": mcfg.model_args(),
+            "iter_num": it,
+            "best_val_loss": best_val,
+            "config": dataclasses.asdict(cfg),
+            "wikigpt_version": __version__,
+            "schedule": sched.to_dict(),
+            "data_state": data.state(it),
+            "parts_seen": seen_after,
+            "tokens_seen": tokens_seen,
+            "elapsed_s": elapsed_prev + (time.time() - t_start),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        }
+        save_checkpoint(run_dir / "ckpt.pt", state)
+        if cfg.keep_best and val is not None and val <= best_val:
+            shutil.copyfile(run_dir / "ckpt.pt", run_dir / ".best.pt.tmp")
+            os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
+
+    # --- the loop
+    samples_on = cfg.sample_tokens > 0
+    model.train()
+    first_iter = iter_num
+    last: dict = {}
+    window_tokens, window_time = 0, 0.0
+    t_step = time.time()
+    try:
+        while True:
+            if iter_num % cfg.eval_interval == 0 or iter_num == max_iters:
+                if not (cfg.resume and iter_num == first_iter):  # the killed run logged this eval already
+                    t_eval = time.time()
+                    est = estimate()
+                    tps = window_tokens / window_time if window_time > 0 else None
+                    record = {
+                        "kind": "eval", "step": iter_num, "tokens_seen": tokens_seen,
+                        "train_loss": est["train"], "val_loss": est["val"], "val_ppl": math.exp(min(est["val"], 50)),
+                        **{k: v for k, v in est.items() if k.startswith("val/")},
+                        "lr": lr_at(iter_num), "tokens_per_s": tps,
+                        "mfu": (flops_per_token * tps / (peak * 1e12 * world)) if (peak and tps) else None,
+                        "elapsed_s": elapsed_prev + (time.time() - t_start),
+                    }
+                    if master:
+                        if samples_on:
+                            try:
+                                text = _sample_text(raw_model, cfg.sample_prompt, cfg.sample_tokens, device,
+                                                    seed=cfg.seed, dtype=dtype)[0]
+                                with open(run_dir / "samples.txt", "a", encoding="utf-8") as f:
+                                    f.write(f"=== step {iter_num}, {tokens_seen} tokens, val {est['val']:.4f} ===\n"
+                                            f"{text}\n\n")
+                            except ImportError as e:  # no tokenizer in this build: train on, say why once
+                                _log(f"samples off: {e}", rank)
+                                samples_on = False
+                        metrics.write(record)
+                        _log(f"step {iter_num}: train {est['train']:.4f}, val {est['val']:.4f} "
+                             f"(ppl {record['val_ppl']:.1f}), lr {record['lr']:.2e}"
+                             + (f", {tps:,.0f} tok/s" if tps else "")
+                             + (f", MFU {100 * record['mfu']:.1f}%" if record["mfu"] else ""), rank)
+                        if iter_num > first_iter:
+                            if est["val"] < best_val:
+                                best_val = est["val"]
+                                save(iter_num, est["val"])
+                            else:
+                                save(iter_num, None)
+                    elif est["val"] < best_val:
+                        best_val = est["val"]
+                    last = record
+                    t_step += time.time() - t_eval  # eval time is not training time
+                    window_tokens, window_time = 0, 0.0
+            if iter_num >= max_iters:
+                break
+
+            lr = lr_at(iter_num)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            base = iter_num * accum_total + rank * accum_local
+            x, y = data.train_batch(base, micro)
+            loss_sum = torch.zeros((), device=device)
+            for m in range(accum_local):
+                if ddp:  # only the last micro-step all-reduces the gradients
+                    model.require_backward_grad_sync = m == accum_local - 1
+                with autocast(device, dtype):
+                    _, loss = model(x, y)
+                    loss = loss / accum_local
+                if m + 1 < accum_local:  # fetch the next batch while the GPU works on this one
+                    x, y = data.train_batch(base + m + 1, micro)
+                scaler.scale(loss).backward()
+                loss_sum += loss.detach()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            iter_num += 1
+            tokens_seen += tokens_per_step
+
+            if iter_num % cfg.log_interval == 0:
+                if ddp:
+                    _allreduce_mean(loss_sum)
+                lossf = float(loss_sum)  # syncs with the device
+                now = time.time()
+                dt = now - t_step
+                window_tokens += tokens_per_step * cfg.log_interval
+                window_time += dt
+                tps = tokens_per_step * cfg.log_interval / dt if dt > 0 else None
+                t_step = now
+                if not math.isfinite(lossf):
+                    raise ConfigError(f"loss is {lossf} at step {iter_num}: training diverged; lower --lr "
+                                      "or resume from an earlier checkpoint")
+                mfu = flops_per_token * tps / (peak * 1e12 * world) if (peak and tps) else None
+                metrics.write({"kind": "step", "step": iter_num, "tokens_seen": tokens_seen, "loss": lossf,
+                               "lr": lr, "tokens_per_s": tps, "mfu": mfu})
+    except torch.OutOfMemoryError:
+        raise ConfigError(
+            f"out of GPU memory at step {iter_num} with micro-batch {micro} x {block_size} tokens: use "
+            f"--vram-gb <your card's GiB> to size the batch, or --batch-size {max(1, micro // 2)} (the gradient "
+            "accumulation keeps the tokens per step); the last checkpoint is intact"
+        ) from None
+    finally:
+        metrics.close()
+        if capped:
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
+        if ddp:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    return RunResult(
+        run_dir=run_dir, iter_num=iter_num, tokens_seen=tokens_seen, train_loss=last.get("train_loss"),
+        val_loss=last.get("val_loss"), val_ppl=last.get("val_ppl"), best_val_loss=best_val, metrics=last,
+        elapsed_s=elapsed_prev + (time.time() - t_start),
+    )
+
+
+def _allreduce_mean(t) -> None:
+    """gloo has no AVG reduction: sum, then divide."""
+    import torch.distributed as dist
+
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t /= dist.get_world_size()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sampling
+
+
+def sample(
+    path: str | os.PathLike,
+    prompt: str = "",
+    tokens: int = 200,
+    *,
+    num_samples: int = 1,
+    temperature: float = 0.8,
+    top_k: Optional[int] = 200,
+    seed: int = 1337,
+    device: str = "auto",
+) -> list[str]:
+    """Texts generated by the model in a run folder or checkpoint (ours or nanoGPT's) after `prompt`."""
+    import torch
+
+    from .model import GPT
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = GPT.from_checkpoint(path, device=device)
+    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return _sample_text(model, prompt, tokens, device, temperature=temperature, top_k=top_k, seed=seed,
+                        num_samples=num_samples, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# flags whose CLI spelling differs from the field (the positional dataset, --out)
+_HELP = {
+    "preset": "model architecture: gpt2-124m, gpt2-350m or tiny (default gpt2-124m; ignored with --init-from)",
+    "n_layer": "override the preset's number of transformer blocks",
+    "n_head": "override the preset's number of attention heads",
+    "n_embd": "override the preset's embedding width",
+    "block_size": "context length in tokens (default: the preset's; with --init-from it may only shrink)",
+    "dropout": "dropout probability (default 0)",
+    "bias": "biases in Linear and LayerNorm layers (default on, as GPT-2)",
+    "kernels": "fused Triton kernels: on, off, auto = on when CUDA (default auto)",
+    "batch_size": "micro-batch: sequences per forward pass per process (default 12)",
+    "gradient_accumulation_steps": "micro-batches per optimizer step, over all processes (default 40)",
+    "vram_gb": "fit a card of this many GiB: pick the largest micro-batch that fits and keep the tokens per step",
+    "max_iters": "stop after this many optimizer steps, counted across resumed runs (default 600000)",
+    "max_tokens": "stop when the tokens seen (counted across resumed runs) reach this, e.g. 2e9; overrides "
+                  "--max-iters",
+    "lr": "peak learning rate (default 6e-4); on --resume/--init-from the new value replaces the checkpoint's",
+    "min_lr": "learning rate at the end of the decay (default 6e-5)",
+    "warmup_iters": "linear warmup steps from the start of this stage (default 2000)",
+    "lr_decay_iters": "cosine: the step where the decay reaches --min-lr (default --max-iters)",
+    "schedule": "cosine, or wsd = warmup-stable-decay, which extends when a resumed run asks for more steps "
+                "(default cosine)",
+    "decay_frac": "wsd: fraction of this stage's steps spent decaying to --min-lr (default 0.2)",
+    "weight_decay": "AdamW weight decay on matrices and embeddings (default 0.1)",
+    "beta1": "AdamW beta1 (default 0.9)",
+    "beta2": "AdamW beta2 (default 0.95)",
+    "grad_clip": "clip the gradient norm to this; 0 = off (default 1.0)",
+    "eval_interval": "evaluate, write a sample and a checkpoint every this many steps (default 2000)",
+    "eval_iters": "batches per loss estimate: train, and each part's val (default 200)",
+    "log_interval": "write a step line to metrics.jsonl every this many steps (default 10)",
+    "sample_prompt": "prompt of the sample written at each evaluation (default 'The history of')",
+    "sample_tokens": "tokens per evaluation sample; 0 = none (default 100)",
+    "keep_best": "also keep best.pt, the checkpoint with the lowest val loss",
+    "mix": "which parts to draw windows from: tokens (all, by size; default), sequential (only parts the "
+           "--init-from model has not seen), or a JSON object {part: weight}",
+    "device": "auto (CUDA if available), cpu, cuda or cuda:N (default auto)",
+    "dtype": "auto (bfloat16 on CUDA, float32 on the CPU), bfloat16, float16 or float32 (default auto)",
+    "compile": "torch.compile the model (default: on with CUDA, off on the CPU)",
+    "peak_tflops": "the card's dense bf16 peak in TFLOPS for MFU, when it is not in the built-in table",
+    "seed": "seed of the model init, the data windows and dropout (default 1337)",
+    "init_from": "start from a run folder, a wikigpt checkpoint or a nanoGPT ckpt.pt (weights, optimizer, step)",
+    "resume": "continue the run in --out from its last checkpoint (same loss curve)",
+    "overwrite": "start over in an existing run folder, replacing its run files",
+}
+
+
+def _parse_mix(s: str) -> Union[str, dict]:
+    if s in ("tokens", "sequential"):
+        return s
+    try:
+        d = json.loads(s)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{s!r}: use tokens, sequential or a JSON object") from None
+    if not isinstance(d, dict):
+        raise argparse.ArgumentTypeError(f"{s!r}: use tokens, sequential or a JSON object")
+    return d
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    # every default is SUPPRESS: the namespace then holds only the flags given, so --resume can start from the
+    # run's saved config and change just those
+    S = argparse.SUPPRESS
+    p.add_argument("dataset", help="dataset folder (with manifest.json), as built by `wikigpt add`")
+    p.add_argument("--out", "-o", required=True, help="run folder: checkpoints, metrics.jsonl, samples, config")
+    for f in dataclasses.fields(TrainConfig):
+        name = f.name
+        if name in ("dataset", "out"):
+            continue
+        flag, help_ = _flag(name), _HELP[name]
+        if name in ("compile", "bias"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=S, help=help_)
+        elif name in ("keep_best", "resume", "overwrite"):
+            p.add_argument(flag, action="store_true", default=S, help=help_)
+        elif name == "mix":
+            p.add_argument(flag, type=_parse_mix, default=S, help=help_)
+        elif name == "preset":
+            p.add_argument(flag, choices=["gpt2-124m", "gpt2-350m", "tiny"], default=S, help=help_)
+        elif name in ("schedule",):
+            p.add_argument(flag, choices=["cosine", "wsd"], default=S, help=help_)
+        elif name == "kernels":
+            p.add_argument(flag, choices=["on", "off", "auto"], default=S, help=help_)
+        else:
+            ann = str(f.type)
+            t = int if "int" in ann else float if "float" in ann else str
+            if name == "max_tokens":
+                t = float
+            p.add_argument(flag, type=t, default=S, help=help_)
+    p.add_argument("--peak", dest="peak_tflops", type=float, default=S, help=argparse.SUPPRESS)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from parsed flags: defaults, or with --resume the run's saved config, then the flags given."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    base: dict[str, Any] = {}
+    if given.get("resume"):
+        saved = Path(given["out"]) / "config.json"
+        if saved.is_file():
+            try:
+                base = json.loads(saved.read_text())["train"]
+            except (OSError, json.JSONDecodeError, KeyError) as e:
+                raise ConfigError(f"{saved}: unreadable run config: {e}") from None
+            base = {k: v for k, v in base.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+            base.pop("resume", None)
+            base.pop("overwrite", None)
+            base.pop("init_from", None)  # the run's own checkpoint replaces where it started from
+    base.update(given)
+    return TrainConfig(**base)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    res = train(cfg)
+    val = f"{res.val_loss:.4f}" if res.val_loss is not None else "n/a"
+    print(f"{res.run_dir}: step {res.iter_num}, {res.tokens_seen} tokens seen, val loss {val}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    texts = sample(args.run, args.prompt, args.tokens, num_samples=args.num_samples, temperature=args.temperature,
+                   top_k=args.top_k if args.top_k > 0 else None, seed=args.seed, device=args.device)
+    for i, t in enumerate(texts):
+        if i:
+            print("\n---------------")
+        print(t)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_runs
+
+    out = plot_runs(args.runs, args.output, labels=args.label)
+    print(out)
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a GPT on a dataset folder (or continue one)",
+        description="Train a GPT on a dataset folder. Flags follow nanoGPT's config names. Run under "
+                    "`torchrun --nproc_per_node N -m wikigpt train ...` for DDP.",
+    )
+    _add_train_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    s = subparsers.add_parser("sample", help="generate text from a run folder or checkpoint")
+    s.add_argument("run", help="run folder, wikigpt checkpoint or nanoGPT ckpt.pt")
+    s.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+    s.add_argument("--tokens", type=int, default=200, help="tokens to generate per sample (default 200)")
+    s.add_argument("--num-samples", type=int, default=1, help="how many samples (default 1)")
+    s.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy (default 0.8)")
+    s.add_argument("--top-k", type=int, default=200, help="sample among the k likeliest tokens; 0 = all (default 200)")
+    s.add_argument("--seed", type=int, default=1337, help="sampling seed (default 1337)")
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    s.set_defaults(func=_cmd_sample)
+
+    q = subparsers.add_parser("plot", help="plot loss, perplexity and MFU of runs against tokens seen")
+    q.add_argument("runs", nargs="+", help="run folders (stages of a growth experiment share one tokens axis)")
+    q.add_argument("-o", "--output", default="curves.png", help="PNG to write (default curves.png)")
+    q.add_argument("--label", action="append", help="legend label per run, in order (default: folder names)")
+    q.set_defaults(func=_cmd_plot)
