@@ -255,10 +255,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// llm.c does not.)
 fn check_header(path: &Path, head: &[u8], file_len: u64) -> Result<u64> {
     if head.len() < HEADER_BYTES {
-        return Err(Error::shard(
-            path,
-            format!("{} bytes, shorter than the {HEADER_BYTES}-byte header", head.len()),
-        ));
+        return Err(Error::shard(path, format!("{} bytes, shorter than the {HEADER_BYTES}-byte header", head.len())));
     }
     let int = |i: usize| i32::from_le_bytes(head[4 * i..4 * i + 4].try_into().unwrap());
     if int(0) != MAGIC {
@@ -335,7 +332,8 @@ mod tests {
     #[test]
     fn roundtrip_header_size_and_hash() {
         let dir = TestDir::new("roundtrip");
-        let doc: Vec<u32> = std::iter::once(crate::tokenizer::EOT).chain((0..1000u32).map(|i| i * 37 % 50257)).collect();
+        let doc: Vec<u32> =
+            std::iter::once(crate::tokenizer::EOT).chain((0..1000u32).map(|i| i * 37 % 50257)).collect();
         let mut w = ShardWriter::new(&dir.0, "train", 0, 100_000).unwrap();
         w.write(&doc).unwrap();
         w.write(&[65535, 0]).unwrap();

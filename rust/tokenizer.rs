@@ -170,7 +170,9 @@ fn short_key(b: &[u8]) -> Option<u128> {
         return None;
     }
     let len = (n as u128) << 120;
-    Some(if n <= 8 { load_le(b) as u128 | len } else {
+    Some(if n <= 8 {
+        load_le(b) as u128 | len
+    } else {
         let lo = u64::from_le_bytes(b[..8].try_into().unwrap());
         lo as u128 | (load_le(&b[8..]) as u128) << 64 | len
     })
@@ -648,12 +650,8 @@ impl Encoder {
 /// takes small chunks of texts as it finishes the last, so uneven article sizes still balance.
 pub fn encode_batch(texts: &[&str], threads: usize) -> Vec<Vec<u32>> {
     let mut results: Vec<Vec<u32>> = vec![Vec::new(); texts.len()];
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    }
-    .min(texts.len());
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads }
+        .min(texts.len());
     if threads <= 1 {
         let mut enc = Encoder::new();
         for (text, out) in texts.iter().zip(results.iter_mut()) {
@@ -722,10 +720,8 @@ mod tests {
     /// The articles of the bundled real sample (`<text>` contents; `unescape` also undoes the XML escaping).
     fn sample_texts(unescape: bool) -> Vec<String> {
         use std::io::Read;
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2"
-        );
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2");
         let mut xml = String::new();
         bzip2::read::MultiBzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut xml).unwrap();
         let mut out = Vec::new();
@@ -771,7 +767,9 @@ mod tests {
     fn short_keys_are_exact_and_distinct() {
         // Every prefix length of a few byte patterns, including zero bytes and repeats that fool naive packing.
         let mut seen = std::collections::HashMap::new();
-        for pat in [&b"abcdefghijklmnopq"[..], &[0u8; 17], &[0xFF; 17], b"aaaaaaaaaaaaaaaaa", b"\0a\0a\0a\0a\0a\0a\0a\0a\0"] {
+        for pat in
+            [&b"abcdefghijklmnopq"[..], &[0u8; 17], &[0xFF; 17], b"aaaaaaaaaaaaaaaaa", b"\0a\0a\0a\0a\0a\0a\0a\0a\0"]
+        {
             for n in 0..=17 {
                 let b = &pat[..n];
                 let k = short_key(b);
@@ -805,9 +803,18 @@ mod tests {
         for cp in 0..0x11_0000u32 {
             let want = sets
                 .iter()
-                .find(|(_, r)| r.binary_search_by(|&(lo, hi)| {
-                    if hi < cp { std::cmp::Ordering::Less } else if lo > cp { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Equal }
-                }).is_ok())
+                .find(|(_, r)| {
+                    r.binary_search_by(|&(lo, hi)| {
+                        if hi < cp {
+                            std::cmp::Ordering::Less
+                        } else if lo > cp {
+                            std::cmp::Ordering::Greater
+                        } else {
+                            std::cmp::Ordering::Equal
+                        }
+                    })
+                    .is_ok()
+                })
                 .map_or(OTHER, |(c, _)| *c);
             assert_eq!(cls.of(cp), want, "class of U+{cp:04X}");
             if let Some(ch) = char::from_u32(cp) {
@@ -902,7 +909,7 @@ mod tests {
         let mut text = String::new();
         for cp in 0..0x11_0000u32 {
             if let Some(c) = char::from_u32(cp) {
-                write!(text, "a{c}1{c}{c}\n").unwrap();
+                writeln!(text, "a{c}1{c}{c}").unwrap();
             }
             if text.len() > 1 << 16 {
                 check(&text);
@@ -940,16 +947,84 @@ mod tests {
     fn random_tricky_strings() {
         // (fragment, weight): spaces and other whitespace are heavy so runs and backtracking happen often.
         let alphabet: &[(&str, u32)] = &[
-            (" ", 30), ("  ", 6), ("\n", 10), ("\t", 5), ("\r\n", 3), ("\u{a0}", 3), ("\u{85}", 2), ("\u{2028}", 2),
-            ("\u{3000}", 2), ("\u{b}", 1), ("\u{c}", 1), ("\u{2009}", 1),
-            ("a", 20), ("e", 10), ("the", 8), ("ing", 4), ("Z", 4), ("s", 6), ("t", 4), ("l", 4), ("d", 3), ("m", 3),
-            ("v", 2), ("r", 3), ("ll", 2), ("re", 2), ("ve", 2), ("S", 2), ("LL", 1),
-            ("'", 12), ("\"", 3), ("’", 2), ("-", 4), (".", 6), (",", 5), ("!", 2), ("?", 2), ("(", 2), (")", 2),
-            ("[[", 2), ("]]", 2), ("{{", 2), ("}}", 2), ("|", 2), ("=", 2), ("<", 1), (">", 1), ("/", 1), ("_", 1),
-            ("0", 6), ("7", 3), ("42", 3), ("½", 1), ("²", 1), ("٣", 1), ("Ⅻ", 1),
-            ("é", 3), ("ß", 2), ("Ж", 2), ("ё", 1), ("中", 2), ("日本", 1), ("한", 1), ("ع", 2), ("\u{64e}", 1),
-            ("क्ष", 1), ("\u{94d}", 1), ("\u{301}", 2), ("\u{200d}", 2), ("👍", 2), ("\u{1f3fd}", 1), ("🏳️‍🌈", 1),
-            ("\u{fe0f}", 1), ("\u{0}", 1), ("\u{7f}", 1), ("<|endoftext|>", 1), ("\u{10ffff}", 1), ("\u{fffd}", 1),
+            (" ", 30),
+            ("  ", 6),
+            ("\n", 10),
+            ("\t", 5),
+            ("\r\n", 3),
+            ("\u{a0}", 3),
+            ("\u{85}", 2),
+            ("\u{2028}", 2),
+            ("\u{3000}", 2),
+            ("\u{b}", 1),
+            ("\u{c}", 1),
+            ("\u{2009}", 1),
+            ("a", 20),
+            ("e", 10),
+            ("the", 8),
+            ("ing", 4),
+            ("Z", 4),
+            ("s", 6),
+            ("t", 4),
+            ("l", 4),
+            ("d", 3),
+            ("m", 3),
+            ("v", 2),
+            ("r", 3),
+            ("ll", 2),
+            ("re", 2),
+            ("ve", 2),
+            ("S", 2),
+            ("LL", 1),
+            ("'", 12),
+            ("\"", 3),
+            ("’", 2),
+            ("-", 4),
+            (".", 6),
+            (",", 5),
+            ("!", 2),
+            ("?", 2),
+            ("(", 2),
+            (")", 2),
+            ("[[", 2),
+            ("]]", 2),
+            ("{{", 2),
+            ("}}", 2),
+            ("|", 2),
+            ("=", 2),
+            ("<", 1),
+            (">", 1),
+            ("/", 1),
+            ("_", 1),
+            ("0", 6),
+            ("7", 3),
+            ("42", 3),
+            ("½", 1),
+            ("²", 1),
+            ("٣", 1),
+            ("Ⅻ", 1),
+            ("é", 3),
+            ("ß", 2),
+            ("Ж", 2),
+            ("ё", 1),
+            ("中", 2),
+            ("日本", 1),
+            ("한", 1),
+            ("ع", 2),
+            ("\u{64e}", 1),
+            ("क्ष", 1),
+            ("\u{94d}", 1),
+            ("\u{301}", 2),
+            ("\u{200d}", 2),
+            ("👍", 2),
+            ("\u{1f3fd}", 1),
+            ("🏳️‍🌈", 1),
+            ("\u{fe0f}", 1),
+            ("\u{0}", 1),
+            ("\u{7f}", 1),
+            ("<|endoftext|>", 1),
+            ("\u{10ffff}", 1),
+            ("\u{fffd}", 1),
         ];
         let total: u32 = alphabet.iter().map(|&(_, w)| w).sum();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
