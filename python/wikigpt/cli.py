@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
-    except WikiGPTError as e:
+    except (WikiGPTError, OSError) as e:  # ours, and the OS's (missing file, full disk): one line, no traceback
+        if isinstance(e, BrokenPipeError):  # `wikigpt cat ... | head`
+            return 0
         print(f"wikigpt: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("wikigpt: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `wikigpt cat ... | head`
-        return 0
     return int(rc or 0)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 from ._progress import ProgressCallback, run_with_progress
+from .errors import ConfigError
 
 PathLike = Union[str, os.PathLike]
 
@@ -67,7 +68,7 @@ def _core():
 def check_inputs(paths: Sequence[PathLike]) -> list[Path]:
     """Every input must exist and be a readable file; say which one is not, before any work starts."""
     if not paths:
-        raise ValueError("no input files given")
+        raise ConfigError("no input files given")
     out = []
     for p in paths:
         p = Path(p)
@@ -96,7 +97,7 @@ def parse_size(text: Union[str, int]) -> int:
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[bB]?\s*", str(text))
     if not m:
-        raise ValueError(f"not a size: {text!r} (use e.g. 500K, 100M, 1G)")
+        raise ConfigError(f"not a size: {text!r} (use e.g. 500K, 100M, 1G)")
     mult = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
     return max(1, int(float(m.group(1)) * mult))
 
@@ -145,7 +146,7 @@ def extract_parallel(
     import time
 
     if format not in ("jsonl", "text"):
-        raise ValueError(f"format must be 'jsonl' or 'text', not {format!r}")
+        raise ConfigError(f"format must be 'jsonl' or 'text', not {format!r}")
     paths = check_inputs(inputs)
     out = Path(out_dir)
     try:
@@ -260,7 +261,7 @@ def _namespaces(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--namespaces takes comma-separated integers, not {text!r}") from None
+        raise ConfigError(f"--namespaces takes comma-separated integers, not {text!r}") from None
 
 
 def _cmd_cat(args) -> int:
