@@ -230,11 +230,12 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int) -
         rows.append([
             r["pipeline"], r["step"], f"{r['wall_s']:.1f}", f"**{mbs:.1f}**" if "tokens" in r else f"{mbs:.1f}",
             f"{tok / 1e6:.1f} M" if tok else "", f"{tok / r['wall_s'] / 1e6:.2f} M" if tok else "",
-            f"{r['docs']:,}" if "docs" in r else "", f"{r['cpu_s']:.1f}", f"{r['max_rss_mib']:.0f}",
+            f"{r['docs']:,}" if "docs" in r else "", f"{r['text_bytes'] / 1e6:,.0f}" if "text_bytes" in r else "",
+            f"{r['cpu_s']:.1f}", f"{r['max_rss_mib']:.0f}",
             f"{classic['wall_s'] / r['wall_s']:.2f}×" if classic and "tokens" in r else "",
         ])
     if rows:
-        lines.append(table(["pipeline", "step", "wall s", "MB/s of XML", "tokens", "tokens/s", "documents", "CPU s",
+        lines.append(table(["pipeline", "step", "wall s", "MB/s of XML", "tokens", "tokens/s", "documents", "text MB", "CPU s",
                             "peak RSS MiB", "speed × classic"], rows))
     targets = []
     if classic and add:
