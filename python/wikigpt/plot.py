@@ -43,6 +43,7 @@ def plot_runs(
 
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     if labels and len(labels) != len(runs):
         raise ConfigError(f"{len(labels)} labels for {len(runs)} runs")
@@ -60,7 +61,8 @@ def plot_runs(
         c = colors[i % len(colors)]
         x = [r["tokens_seen"] for r in ev]
         ax_loss.plot(x, [r["val_loss"] for r in ev], color=c, marker=".", label=f"{label} val")
-        ax_loss.plot(x, [r["train_loss"] for r in ev], color=c, linestyle="--", alpha=0.7, label=f"{label} train")
+        ax_loss.plot(x, [r["train_loss"] for r in ev], color=c, linestyle="--", marker="x", alpha=0.7,
+                     label=f"{label} train")
         ax_ppl.plot(x, [r["val_ppl"] for r in ev], color=c, marker=".", label=label)
         mfu = [(r["tokens_seen"], 100 * r["mfu"]) for r in ev if r.get("mfu") is not None]
         if mfu:
@@ -77,7 +79,8 @@ def plot_runs(
     ax_mfu.set_title("MFU" + (f" (n/a for: {', '.join(no_mfu)})" if no_mfu else ""))
     if len(no_mfu) < len(data):
         ax_mfu.legend(fontsize="small")
-    ax_mfu.set_xlabel("tokens seen")
+    ax_mfu.set_xlabel("tokens seen (across resumed and grown runs)")
+    ax_mfu.xaxis.set_major_formatter(EngFormatter())  # 2M, 1.5G rather than 2e6
     for ax in (ax_loss, ax_ppl, ax_mfu):
         ax.grid(True, alpha=0.3)
     fig.tight_layout()

@@ -522,6 +522,10 @@ def train(cfg: TrainConfig) -> RunResult:
                 if capped:
                     torch.cuda.set_per_process_memory_fraction(1.0, device)
                 raise
+            if ddp:  # every rank must run the same geometry, or the gradient all-reduces would not pair up
+                t = torch.tensor([micro], device=device)
+                torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+                micro = int(t.item())
             accum_local = seqs // micro
         else:
             _log(f"--vram-gb applies to CUDA cards; on {device.type} the micro-batch stays {micro}", rank)
@@ -696,7 +700,8 @@ def train(cfg: TrainConfig) -> RunResult:
     t_step = time.time()
     try:
         while True:
-            if iter_num % cfg.eval_interval == 0 or iter_num == max_iters:
+            # evaluate every eval_interval, at the end, and where a stage starts (the --init-from model on this data)
+            if iter_num % cfg.eval_interval == 0 or iter_num == max_iters or iter_num == first_iter:
                 if not (cfg.resume and iter_num == first_iter):  # the killed run logged this eval already
                     t_eval = time.time()
                     est = estimate()

@@ -1,0 +1,414 @@
+"""The trainer on the CPU with the tiny preset, on shards made from the real bundled sample: the loss falls, a killed
+run resumes on the same curve, growth stages record their parts, bad input gives one clear error, nothing is
+overwritten, the CLI's train / sample / plot work end to end."""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import wikigpt
+from wikigpt import cli
+from wikigpt.errors import CheckpointError, ConfigError, DatasetError
+from wikigpt.shards import write_shard
+from wikigpt.train import Schedule, TrainConfig, peak_tflops_for, train
+
+SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / (
+    "enwiki-sample-pages-articles1.xml-p10p30302.bz2")
+
+# ---------------------------------------------------------------------------------------------------------------
+# TEMPORARY: the lead's conftest fixtures `sample_dataset` / `sample_dataset_parts` build the dataset with the Rust
+# pipeline, which does not compile yet. Until it does, these module fixtures (same names, so they take precedence)
+# write the same folder format from the same real sample: article wikitext (uncleaned), GPT-2 tokens from tiktoken
+# built offline from the r50k_base ranks that the tiktoken-rs crate ships, EOT before each document.
+
+
+def offline_gpt2():
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from wikigpt.tokenizer import GPT2_PAT_STR
+
+    paths = glob.glob(os.path.expanduser("~/.cargo/registry/src/*/tiktoken-rs-*/assets/r50k_base.tiktoken"))
+    if not paths:
+        pytest.skip("no r50k_base.tiktoken from the tiktoken-rs crate on this machine")
+    return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PAT_STR, mergeable_ranks=load_tiktoken_bpe(paths[0]),
+                             special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+
+
+def _articles():
+    ns = "{http://www.mediawiki.org/xml/export-0.10/}"
+    root = ET.fromstring(bz2.decompress(SAMPLE.read_bytes()))
+    out = []
+    for page in root.iter(f"{ns}page"):
+        if page.findtext(f"{ns}ns") != "0" or page.find(f"{ns}redirect") is not None:
+            continue
+        text = page.findtext(f"{ns}revision/{ns}text") or ""
+        if len(text) > 500:
+            out.append((int(page.findtext(f"{ns}id")), text))
+    return out
+
+
+def build_dataset(root: Path, n_parts: int) -> Path:
+    enc = offline_gpt2()
+    arts = _articles()
+    per = -(-len(arts) // n_parts)
+    entries = []
+    for i in range(n_parts):
+        chunk = arts[i * per : (i + 1) * per]
+        name = f"enwiki-20160101-pages-articles{i + 1}.xml-p{chunk[0][0]}p{chunk[-1][0]}"
+        pdir = root / "parts" / name
+        pdir.mkdir(parents=True)
+        toks = {"train": [], "val": []}
+        for pid, text in chunk:
+            split = "val" if pid % 16 == 3 else "train"
+            toks[split] += [50256] + enc.encode_ordinary(text)
+        shards = {}
+        for split, t in toks.items():
+            write_shard(pdir / f"{split}_000000.bin", np.array(t, dtype=np.uint16))
+            shards[split] = [{"file": f"{split}_000000.bin", "tokens": len(t), "sha256": ""}]
+        entries.append({"name": name, "dir": f"parts/{name}", "shards": shards,
+                        "tokens": {s: len(t) for s, t in toks.items()}, "val_pages": "val_pages.tsv"})
+    manifest = {"format": "wikigpt-dataset", "version": 1, "tokenizer": {"name": "gpt2", "eot": 50256},
+                "parts": entries}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("ds") / "enwiki", 1)
+
+
+@pytest.fixture(scope="session")
+def sample_dataset_parts(tmp_path_factory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("ds3") / "enwiki", 3)
+
+
+# END TEMPORARY
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def offline_tokenizer(monkeypatch):
+    """Samples decode with GPT-2's tokenizer; give the trainer one that needs no network (and no extension)."""
+    import wikigpt.tokenizer as tok
+
+    enc = offline_gpt2()
+    monkeypatch.setattr(tok, "tokenizer", lambda: enc)
+    return enc
+
+
+def tiny(ds, out, **kw) -> TrainConfig:
+    # 2 x 2 x 64 = 256 tokens a step: a step of the tiny model costs ~0.1 s on 2 cores, mostly its 50304-way head
+    base = dict(dataset=str(ds), out=str(out), preset="tiny", batch_size=2, gradient_accumulation_steps=2,
+                max_iters=20, eval_interval=10, eval_iters=2, log_interval=1, lr=3e-3, min_lr=3e-4, warmup_iters=5,
+                sample_tokens=8, device="cpu", seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def records(run, kind):
+    lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+@pytest.mark.slow
+def test_loss_falls(sample_dataset, tmp_path):
+    cfg = tiny(sample_dataset, tmp_path / "run", batch_size=4, gradient_accumulation_steps=1, max_iters=200,
+               eval_interval=100, eval_iters=4, log_interval=10, lr=6e-3, min_lr=6e-4, warmup_iters=10,
+               schedule="wsd")
+    res = train(cfg)
+    ev = records(res.run_dir, "eval")
+    assert [r["step"] for r in ev] == [0, 100, 200]
+    assert ev[0]["val_loss"] > 10.5  # uniform over 50304 ids: ln(50304) = 10.83
+    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]  # measured 10.83 -> 7.56
+    assert res.train_loss < ev[0]["train_loss"] - 2.5
+    assert res.tokens_seen == 200 * 4 * 64 == ev[-1]["tokens_seen"]
+    for key in ("step", "tokens_seen", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_s", "mfu", "elapsed_s"):
+        assert key in ev[-1]
+    assert ev[-1]["val_ppl"] == pytest.approx(np.exp(ev[-1]["val_loss"]))
+    assert ev[-1]["mfu"] is None  # CPU: no peak
+    assert ev[-1]["tokens_per_s"] > 0
+    part = json.loads((sample_dataset / "manifest.json").read_text())["parts"][0]["name"]
+    assert ev[-1][f"val/{part}"] == ev[-1]["val_loss"]
+    # run folder
+    conf = json.loads((res.run_dir / "config.json").read_text())
+    assert conf["train"]["batch_size"] == 4 and conf["model"]["n_layer"] == 2
+    assert conf["derived"]["tokens_per_step"] == 256 and conf["derived"]["dtype"] == "float32"
+    meta = json.loads((res.run_dir / "meta.json").read_text())
+    assert meta["wikigpt_version"] == wikigpt.__version__ and meta["parts"] == [part]
+    assert meta["torch"] == torch.__version__ and "git" in meta
+    samples = (res.run_dir / "samples.txt").read_text()
+    assert samples.count("=== step") == 3 and "The history of" in samples
+    ck = torch.load(res.run_dir / "ckpt.pt", weights_only=True)
+    assert {"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config", "wikigpt_version",
+            "schedule", "data_state", "parts_seen", "tokens_seen", "rng"} <= set(ck)
+    assert ck["iter_num"] == 200 and ck["parts_seen"] == [part] and ck["tokens_seen"] == res.tokens_seen
+    assert ck["data_state"]["parts"] == [part] and ck["schedule"]["kind"] == "wsd"
+
+
+def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypatch):
+    full = train(tiny(sample_dataset, tmp_path / "full", max_iters=12, eval_interval=6, dropout=0.1))
+    # the same run, killed during its 10th step (after the checkpoint at step 6; steps 7-9 were logged)
+    import wikigpt.data as data
+
+    orig = data.TokenData.train_batch
+
+    def dies(self, index, batch_size):
+        if index >= 9 * 2:  # the first batch of the 10th step
+            raise KeyboardInterrupt
+        return orig(self, index, batch_size)
+
+    monkeypatch.setattr(data.TokenData, "train_batch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(sample_dataset, tmp_path / "killed", max_iters=12, eval_interval=6, dropout=0.1))
+    assert max(r["step"] for r in records(tmp_path / "killed", "step")) == 9
+    monkeypatch.setattr(data.TokenData, "train_batch", orig)
+    with pytest.raises(ConfigError, match="run folder exists; pass --resume"):
+        train(tiny(sample_dataset, tmp_path / "killed", max_iters=12, eval_interval=6, dropout=0.1))
+    resumed = train(tiny(sample_dataset, tmp_path / "killed", max_iters=12, eval_interval=6, dropout=0.1,
+                         resume=True))
+
+    def curve(run):  # everything but the timings
+        return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "mfu", "elapsed_s")}
+                for r in records(run, "step") + records(run, "eval")]
+
+    assert curve(tmp_path / "killed") == curve(tmp_path / "full")  # exactly: CPU float32 is deterministic
+    assert resumed.val_loss == full.val_loss and resumed.tokens_seen == full.tokens_seen
+    a = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "ckpt.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    meta = json.loads((tmp_path / "killed" / "meta.json").read_text())
+    assert meta["start_iter"] == 6 and meta["history"][0]["start_iter"] == 0
+
+
+def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
+    import shutil
+
+    manifest = json.loads((sample_dataset_parts / "manifest.json").read_text())
+    names = [p["name"] for p in manifest["parts"]]
+    # stage 1 sees the first two parts only (the dataset as it was before the third was added)
+    ds1 = tmp_path / "ds1"
+    shutil.copytree(sample_dataset_parts, ds1)
+    m1 = dict(manifest, parts=manifest["parts"][:2])
+    (ds1 / "manifest.json").write_text(json.dumps(m1))
+    p1 = train(tiny(ds1, tmp_path / "p1", max_iters=4, eval_interval=2))
+    capsys.readouterr()
+    ck1 = torch.load(tmp_path / "p1" / "ckpt.pt", weights_only=True)
+    assert ck1["parts_seen"] == names[:2]
+    # stage 2: the grown dataset, new lr, more tokens; only the new part with mix=sequential
+    p2 = train(tiny(sample_dataset_parts, tmp_path / "p2", init_from=str(tmp_path / "p1"), lr=1e-3,
+                    max_tokens=p1.tokens_seen + 2 * 256, mix="sequential", schedule="wsd", warmup_iters=0))
+    err = capsys.readouterr().err
+    assert f"the checkpoint has seen 2; new: {names[2]}" in err
+    assert p2.iter_num == 6 and p2.tokens_seen == p1.tokens_seen + 2 * 256
+    ck2 = torch.load(tmp_path / "p2" / "ckpt.pt", weights_only=True)
+    assert ck2["parts_seen"] == names and ck2["data_state"]["trained_parts"] == [names[2]]
+    ev = records(tmp_path / "p2", "eval")
+    assert ev[0]["step"] == 4 and ev[0]["tokens_seen"] == p1.tokens_seen  # evaluated where stage 1 ended
+    assert all(f"val/{n}" in ev[-1] for n in names)
+    assert ev[0]["lr"] == 1e-3  # wsd at its stable lr, the --lr of this stage
+    assert ck2["schedule"]["start_iter"] == 4
+    meta = json.loads((tmp_path / "p2" / "meta.json").read_text())
+    assert meta["new_parts"] == [names[2]] and meta["parts_seen_before"] == names[:2]
+    # the plot puts both stages on one tokens axis
+    rc = cli.main(["plot", str(tmp_path / "p1"), str(tmp_path / "p2"), "-o", str(tmp_path / "curves.png")])
+    assert rc == 0
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_init_from_nanogpt_checkpoint(sample_dataset, tmp_path):
+    from nanogpt_reference import RefConfig, RefGPT, write_nanogpt_checkpoint
+
+    torch.manual_seed(0)
+    ref = RefGPT(RefConfig(n_layer=2, n_head=2, n_embd=64, block_size=64))
+    (tmp_path / "out").mkdir()
+    write_nanogpt_checkpoint(tmp_path / "out" / "ckpt.pt", ref, iter_num=7, steps=1, batch_size=4,
+                             gradient_accumulation_steps=2)  # nanoGPT's step: 4 x 64 x 2 tokens
+    res = train(tiny(sample_dataset, tmp_path / "x", init_from=str(tmp_path / "out" / "ckpt.pt"), max_iters=9,
+                     eval_interval=100))
+    ev = records(res.run_dir, "eval")
+    assert [r["step"] for r in ev] == [7, 9]
+    assert ev[0]["tokens_seen"] == 7 * 4 * 64 * 2  # estimated from nanoGPT's config
+    # the first evaluation is nanoGPT's model as it was saved
+    from wikigpt.data import evaluate
+    from wikigpt.model import GPT
+
+    m = GPT.from_checkpoint(tmp_path / "out" / "ckpt.pt")
+    assert evaluate(m, sample_dataset, iters=2, batch_size=2, seed=1)["val"] == pytest.approx(ev[0]["val_loss"],
+                                                                                              rel=1e-6)
+
+
+def test_bad_input_nothing_overwritten(sample_dataset, tmp_path):
+    with pytest.raises(DatasetError, match="no manifest.json"):
+        train(tiny(tmp_path, tmp_path / "r0"))
+    assert not (tmp_path / "r0").exists()
+    run = tmp_path / "r1"
+    train(tiny(sample_dataset, run, max_iters=2, eval_interval=2))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ConfigError, match="run folder exists"):
+        train(tiny(sample_dataset, run, max_iters=2))
+    with pytest.raises(CheckpointError, match="different architecture: n_layer 2 .checkpoint. vs 3"):
+        train(tiny(sample_dataset, run, max_iters=4, resume=True, n_layer=3))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes((run / "ckpt.pt").read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        train(tiny(sample_dataset, tmp_path / "r2", init_from=str(bad)))
+    with pytest.raises(ConfigError, match="--vram-gb 0.01 is smaller than the smallest batch"):
+        train(tiny(sample_dataset, tmp_path / "r3", vram_gb=0.01))
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(tiny(sample_dataset, tmp_path / "r4", resume=True))
+    with pytest.raises(ConfigError, match="--max-tokens 100: the checkpoint has already seen 512 tokens"):
+        train(tiny(sample_dataset, tmp_path / "r5", init_from=str(run), max_tokens=100))
+    after = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert after == before
+    # --overwrite starts over
+    res = train(tiny(sample_dataset, run, max_iters=1, eval_interval=1, overwrite=True))
+    assert res.iter_num == 1 and [r["step"] for r in records(run, "eval")] == [0, 1]
+
+
+def test_oom_is_one_line(sample_dataset, tmp_path, monkeypatch):
+    from wikigpt.model import GPT
+
+    def oom(self, x, targets):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.14 GiB")
+
+    monkeypatch.setattr(GPT, "_loss", oom)
+    with pytest.raises(ConfigError, match=r"out of GPU memory at step 0 with micro-batch 2 x 64 .*--batch-size 1"):
+        train(tiny(sample_dataset, tmp_path / "r", eval_interval=100))
+
+
+def test_cli_train_resume_sample_plot(sample_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", str(sample_dataset), "--out", str(run), "--preset", "tiny", "--batch-size", "2",
+            "--gradient-accumulation-steps", "1", "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1",
+            "--sample-tokens", "0", "--device", "cpu", "--no-compile"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 1  # exists: one line, no traceback
+    assert "run folder exists; pass --resume" in capsys.readouterr().err
+    # --resume takes the saved config and changes only what is given
+    assert cli.main(["train", str(sample_dataset), "--out", str(run), "--resume", "--max-iters", "6",
+                     "--lr", "1e-4"]) == 0
+    conf = json.loads((run / "config.json").read_text())["train"]
+    assert conf["max_iters"] == 6 and conf["lr"] == 1e-4 and conf["batch_size"] == 2 and conf["preset"] == "tiny"
+    assert [r["step"] for r in records(run, "eval")] == [0, 2, 4, 6]
+    capsys.readouterr()
+    assert cli.main(["sample", str(run), "--prompt", "The history of", "--tokens", "20", "--device", "cpu",
+                     "--num-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("The history of") == 2 and "---------------" in out
+    assert cli.main(["plot", str(run), "-o", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["sample", str(tmp_path / "nope")]) == 1
+    assert "no such checkpoint file or run folder" in capsys.readouterr().err
+
+
+def test_sample_decodes_text(sample_dataset, tmp_path, offline_tokenizer):
+    from wikigpt.train import sample
+
+    train(tiny(sample_dataset, tmp_path / "r", max_iters=10, eval_interval=10, sample_tokens=0))
+    texts = sample(tmp_path / "r", "The history of", 30, temperature=0, device="cpu")
+    assert texts[0].startswith("The history of") and len(texts[0]) > len("The history of") + 10
+    # greedy: the decoded text is exactly the model's argmax continuation
+    ids = offline_tokenizer.encode_ordinary(texts[0])
+    assert offline_tokenizer.decode(ids) == texts[0]
+
+
+def test_schedules():
+    cos = Schedule("cosine", lr=6e-4, min_lr=6e-5, warmup_iters=10, start_iter=0, max_iters=100)
+
+    def nanogpt_get_lr(it, warmup_iters=10, lr_decay_iters=100, learning_rate=6e-4, min_lr=6e-5):
+        if it < warmup_iters:
+            return learning_rate * (it + 1) / (warmup_iters + 1)
+        if it > lr_decay_iters:
+            return min_lr
+        decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+        coeff = 0.5 * (1.0 + np.cos(np.pi * decay_ratio))
+        return min_lr + coeff * (learning_rate - min_lr)
+
+    for it in range(0, 120):
+        assert cos(it) == pytest.approx(nanogpt_get_lr(it), rel=1e-12, abs=1e-15)
+    wsd = Schedule("wsd", lr=1e-3, min_lr=1e-4, warmup_iters=10, start_iter=0, max_iters=100, decay_frac=0.2)
+    assert wsd(50) == wsd(79) == 1e-3 and wsd(99) == pytest.approx(1e-4) and 1e-4 < wsd(90) < 1e-3
+    longer = Schedule("wsd", lr=1e-3, min_lr=1e-4, warmup_iters=10, start_iter=0, max_iters=200, decay_frac=0.2)
+    assert all(longer(i) == wsd(i) for i in range(80))  # asking for more steps extends the stable phase
+    stage = Schedule("wsd", lr=3e-4, min_lr=3e-5, warmup_iters=5, start_iter=100, max_iters=200)
+    assert stage(100) == pytest.approx(3e-4 / 6) and stage(105) == 3e-4  # warmup restarts at the stage start
+
+
+def test_peak_table():
+    assert peak_tflops_for("NVIDIA H100 80GB HBM3") == (989.0, "H100 SXM")
+    assert peak_tflops_for("NVIDIA H100 PCIe")[0] == 756.0
+    assert peak_tflops_for("NVIDIA H200")[0] == 989.0
+    assert peak_tflops_for("NVIDIA A100-SXM4-80GB")[0] == 312.0
+    assert peak_tflops_for("NVIDIA GeForce RTX 4090")[0] == 165.2
+    assert peak_tflops_for("NVIDIA GeForce RTX 4070")[0] == 58.3
+    assert peak_tflops_for("NVIDIA GeForce RTX 4070 Ti")[0] is None  # a different card: ask, don't guess
+    assert peak_tflops_for("Tesla T4")[0] is None
+
+
+def test_cli_every_flag_has_help():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in ("train", "sample", "plot"):
+        for action in sub.choices[name]._actions:
+            if action.dest in ("help", "peak_tflops") and action.help in (None, "==SUPPRESS=="):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    flags = {s for a in sub.choices["train"]._actions for s in a.option_strings}
+    for f in ("--batch-size", "--block-size", "--gradient-accumulation-steps", "--max-iters", "--eval-interval",
+              "--eval-iters", "--lr", "--min-lr", "--warmup-iters", "--weight-decay", "--device", "--dtype",
+              "--compile", "--no-compile", "--seed", "--preset", "--init-from", "--max-tokens", "--vram-gb",
+              "--schedule", "--kernels", "--resume", "--overwrite", "--peak-tflops", "--mix"):
+        assert f in flags, f
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU checks (skipped without CUDA; the lead runs them on the device machine)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_bf16_compile_mfu_and_vram_fit(sample_dataset, tmp_path, capsys):
+    """gpt2-124m on the card with bf16 + torch.compile: --vram-gb 12 picks a micro-batch whose real training peak
+    stays under 12 GiB, keeps the requested tokens per step, the loss falls, MFU is reported against the table's
+    peak; then a micro-batch far too big for 12 GiB is reported as one line."""
+    cfg = TrainConfig(dataset=str(sample_dataset), out=str(tmp_path / "g"), preset="gpt2-124m", batch_size=16,
+                      gradient_accumulation_steps=4, max_iters=30, eval_interval=30, eval_iters=2, log_interval=5,
+                      warmup_iters=5, vram_gb=12, kernels="off", sample_tokens=16)
+    torch.cuda.reset_peak_memory_stats()
+    res = train(cfg)
+    peak = torch.cuda.max_memory_allocated()
+    err = capsys.readouterr().err
+    derived = json.loads((res.run_dir / "config.json").read_text())["derived"]
+    print(err, derived, f"peak {peak / 2**30:.2f} GiB")
+    assert derived["micro_batch"] * derived["gradient_accumulation_steps"] == 16 * 4
+    assert peak < 12 * 2**30
+    ev = records(res.run_dir, "eval")
+    assert ev[-1]["val_loss"] < ev[0]["val_loss"] - 1.0
+    name = torch.cuda.get_device_name()
+    if peak_tflops_for(name)[0]:
+        assert ev[-1]["mfu"] is not None and 0 < ev[-1]["mfu"] < 1
+        assert "MFU against" in err
+    # a card of 8 GiB (the process is capped as a smaller card would be) and a micro-batch far too big for it
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(8 * 2**30 / total)
+    try:
+        with pytest.raises(ConfigError, match="out of GPU memory at step 0 with micro-batch 64 x 1024"):
+            train(TrainConfig(dataset=str(sample_dataset), out=str(tmp_path / "oom"), preset="gpt2-124m",
+                              batch_size=64, gradient_accumulation_steps=1, max_iters=2, eval_interval=100,
+                              eval_iters=1, kernels="off", compile=False, sample_tokens=0))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
