@@ -265,9 +265,9 @@ fn false_candidates_are_merged_away() {
     assert_eq!((eos.len(), blocks.len()), (2, 6), "no chance magics in this input");
     let second_stream = eos[0].div_ceil(8) * 8 + 80; // bit after the first footer's padding, roughly
     let mut fake = vec![
-        8,                        // inside the first stream header
-        33,                       // one bit after the first block's magic
-        blocks[1] + 5_000,        // two inside one block
+        8,                 // inside the first stream header
+        33,                // one bit after the first block's magic
+        blocks[1] + 5_000, // two inside one block
         blocks[1] + 70_000,
         blocks[3] - 1,            // just before a real block
         eos[0] - 3,               // just before the first footer
@@ -404,7 +404,8 @@ fn cancel_stops_promptly() {
         })
     });
     assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
-    assert_eq!(calls, 1);
+    // 0 when a loaded machine had not decoded the first block within 30 ms.
+    assert!(calls <= 1, "{calls} chunks delivered after cancel");
     assert!(t0.elapsed() < Duration::from_millis(1000), "took {:?}", t0.elapsed());
 }
 
