@@ -5,6 +5,7 @@ overwritten, the CLI's train / sample / plot work end to end."""
 from __future__ import annotations
 
 import bz2
+import functools
 import glob
 import json
 import os
@@ -31,6 +32,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" 
 # built offline from the r50k_base ranks that the tiktoken-rs crate ships, EOT before each document.
 
 
+@functools.lru_cache(maxsize=1)
 def offline_gpt2():
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
@@ -157,25 +159,25 @@ def test_loss_falls(sample_dataset, tmp_path):
 
 
 def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypatch):
-    full = train(tiny(sample_dataset, tmp_path / "full", max_iters=12, eval_interval=6, dropout=0.1))
-    # the same run, killed during its 10th step (after the checkpoint at step 6; steps 7-9 were logged)
+    full = train(tiny(sample_dataset, tmp_path / "full", max_iters=8, eval_interval=4, dropout=0.1))
+    # the same run, killed during its 7th step (after the checkpoint at step 4; steps 5 and 6 were logged)
     import wikigpt.data as data
 
     orig = data.TokenData.train_batch
 
     def dies(self, index, batch_size):
-        if index >= 9 * 2:  # the first batch of the 10th step
+        if index >= 6 * 2:  # the first batch of the 7th step
             raise KeyboardInterrupt
         return orig(self, index, batch_size)
 
     monkeypatch.setattr(data.TokenData, "train_batch", dies)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(sample_dataset, tmp_path / "killed", max_iters=12, eval_interval=6, dropout=0.1))
-    assert max(r["step"] for r in records(tmp_path / "killed", "step")) == 9
+        train(tiny(sample_dataset, tmp_path / "killed", max_iters=8, eval_interval=4, dropout=0.1))
+    assert max(r["step"] for r in records(tmp_path / "killed", "step")) == 6
     monkeypatch.setattr(data.TokenData, "train_batch", orig)
     with pytest.raises(ConfigError, match="run folder exists; pass --resume"):
-        train(tiny(sample_dataset, tmp_path / "killed", max_iters=12, eval_interval=6, dropout=0.1))
-    resumed = train(tiny(sample_dataset, tmp_path / "killed", max_iters=12, eval_interval=6, dropout=0.1,
+        train(tiny(sample_dataset, tmp_path / "killed", max_iters=8, eval_interval=4, dropout=0.1))
+    resumed = train(tiny(sample_dataset, tmp_path / "killed", max_iters=8, eval_interval=4, dropout=0.1,
                          resume=True))
 
     def curve(run):  # everything but the timings
@@ -188,7 +190,7 @@ def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypa
     b = torch.load(tmp_path / "killed" / "ckpt.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     meta = json.loads((tmp_path / "killed" / "meta.json").read_text())
-    assert meta["start_iter"] == 6 and meta["history"][0]["start_iter"] == 0
+    assert meta["start_iter"] == 4 and meta["history"][0]["start_iter"] == 0
 
 
 def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
@@ -316,7 +318,7 @@ def test_cli_train_resume_sample_plot(sample_dataset, tmp_path, capsys):
 def test_sample_decodes_text(sample_dataset, tmp_path, offline_tokenizer):
     from wikigpt.train import sample
 
-    train(tiny(sample_dataset, tmp_path / "r", max_iters=10, eval_interval=10, sample_tokens=0))
+    train(tiny(sample_dataset, tmp_path / "r", max_iters=2, eval_interval=2, eval_iters=1, sample_tokens=0))
     texts = sample(tmp_path / "r", "The history of", 30, temperature=0, device="cpu")
     assert texts[0].startswith("The history of") and len(texts[0]) > len("The history of") + 10
     # greedy: the decoded text is exactly the model's argmax continuation
