@@ -8,7 +8,7 @@
 #      kernel model under torch.compile, a 124M-sized fused-loss case)                                  <= 150 s
 #   3. a dataset from the bundled real sample (for the loss-agreement run)                              <= 60 s
 #   4. the MFU sweep: 124M, T=1024, B=8/16/32/48, kernels off/on, capped at 12 GiB first, then uncapped;
-#      batch dimension dynamic so each kernels setting compiles once; stops starting configs at 170 s;
+#      batch dimension dynamic so each kernels setting compiles once; stops starting configs at 150 s;
 #      then 300 steps kernels off vs on on the sample, same init, same batches                        <= 270 s
 #
 # Usage: OUT=/some/dir bash benches/gpu_check.sh    (OUT defaults to ./gpu_check_out)
@@ -55,7 +55,7 @@ log "4/4 MFU sweep + loss agreement"
 # run under the same setting
 PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}" \
 timeout 300 python -m wikigpt bench mfu --dynamic-batch --caps 12,none --batches 8,16,32,48 --kernels off,on \
-  --steps 8 --warmup 2 --budget-s 170 --out "$OUT/mfu" \
+  --steps 8 --warmup 2 --budget-s 150 --out "$OUT/mfu" \
   --agree-steps 300 --agree-batch 8 "${AGREE_DATA[@]}" 2>&1 | grep -v "^\s*$" | tail -60
 MFU_RC=${PIPESTATUS[0]}
 log "sweep exit code $MFU_RC"

@@ -79,9 +79,9 @@ def test_one_step_loss_and_every_gradient_match_the_reference():
 
 @pytest.mark.slow
 def test_training_with_kernels_on_tracks_kernels_off():
-    # 30 AdamW steps on real text: the per-step losses of the two paths must agree (fp32 on the CPU: 1e-3, far below
-    # the ~1 nat the loss falls over the run; bf16 on CUDA: 2e-2, bf16 noise) and training must actually learn.
-    steps = 30
+    # 20 AdamW steps on real text: the per-step losses of the two paths must agree (fp32 on the CPU: 1e-3, far below
+    # the ~2 nats the loss falls over the run; bf16 on CUDA: 2e-2, bf16 noise) and training must actually learn.
+    steps = 20
     losses = {}
     for kernels in (False, True):
         model = tiny(kernels)

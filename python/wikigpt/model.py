@@ -227,7 +227,9 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x, delta = block.forward_fused(x, delta)
         ln_f = self.transformer.ln_f
-        y, _ = add_layer_norm(x, delta, ln_f.weight, ln_f.bias)
+        # under autocast the head's GEMMs run in the autocast dtype: write ln_f's output in it directly
+        dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        y, _ = add_layer_norm(x, delta, ln_f.weight, ln_f.bias, out_dtype=dt)
         return y
 
     def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

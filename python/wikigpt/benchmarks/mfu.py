@@ -146,8 +146,13 @@ def _model(args, kernels: bool, device) -> tuple[Any, Any]:
 
     from ..model import GPT, preset_config
 
+    # the other setting's model waits on the CPU: its weights must not count against this configuration's cap
+    for k, (other, _, _) in _CACHE.items():
+        if k != kernels:
+            other.to("cpu")
     if args.dynamic_batch and kernels in _CACHE:
         model, compiled, init = _CACHE[kernels]
+        model.to(device)  # moves the same Parameter objects, so the compiled code still applies
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(init[name])
