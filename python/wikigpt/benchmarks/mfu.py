@@ -24,7 +24,6 @@ import argparse
 import csv
 import gc
 import json
-import math
 import os
 import platform
 import sys
@@ -232,7 +231,7 @@ def run_config(args, batch: int, kernels: bool, cap: Optional[float], peak_tf: O
     finally:
         if model is not None:  # an OOM can leave gradients on a cached model's parameters
             model.zero_grad(set_to_none=True)
-        del model, opt, compiled
+        model = opt = compiled = None  # drop our references before emptying the cache
         _cleanup()
         if cuda:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
