@@ -122,3 +122,58 @@ def test_compiled_model_with_kernels_matches_eager():
     for (name, p), p_ref in zip(on.named_parameters(), ref.parameters()):
         err = (p.grad - p_ref.grad).abs().max().item()
         assert err <= tol * 10 * max(p_ref.grad.abs().max().item(), 1e-8), f"{name}: {err:.3g}"
+
+
+_AOT = r'''
+import importlib, json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+LN, FL, GL = (importlib.import_module("wikigpt.kernels." + m)
+              for m in ("layer_norm", "fused_linear_cross_entropy", "gelu_linear"))
+assert not importlib.import_module("wikigpt.kernels._settings").INTERPRET
+cases = [
+    (LN._ln_fwd_kernel, {"X": "*fp32", "R": "*bf16", "W": "*fp32", "B": "*fp32", "Y": "*bf16", "H": "*fp32",
+      "MEAN": "*fp32", "RSTD": "*fp32", "stride_x": "i64", "stride_r": "i64", "stride_y": "i64", "stride_h": "i64",
+      "n_rows": "i32", "n_cols": "i32", "eps": "fp32", "HAS_RES": "constexpr", "HAS_BIAS": "constexpr",
+      "ROWS": "constexpr", "BLOCK": "constexpr"}, {"HAS_RES": True, "HAS_BIAS": True, "ROWS": 1, "BLOCK": 1024}),
+    (LN._ln_bwd_kernel, {"DY": "*bf16", "DH_IN": "*fp32", "H": "*fp32", "W": "*fp32", "MEAN": "*fp32",
+      "RSTD": "*fp32", "DX": "*fp32", "DR": "*bf16", "DW_PART": "*fp32", "DB_PART": "*fp32", "stride_dy": "i64",
+      "stride_dh_in": "i64", "stride_h": "i64", "stride_dx": "i64", "stride_dr": "i64", "n_rows": "i32",
+      "n_cols": "i32", "rows_per_program": "i32", "HAS_DH_IN": "constexpr", "HAS_DR": "constexpr",
+      "HAS_BIAS": "constexpr", "ROWS": "constexpr", "BLOCK": "constexpr"},
+     {"HAS_DH_IN": True, "HAS_DR": True, "HAS_BIAS": True, "ROWS": 1, "BLOCK": 1024}),
+    (FL._ce_grad_kernel, {"L": "*bf16", "stride_l": "i64", "T": "*i64", "LOSS": "*fp32", "NVALID": "*i64",
+      "n_rows": "i32", "n_cols": "i32", "ignore_index": "i32", "ROWS": "constexpr", "BLOCK": "constexpr"},
+     {"ROWS": FL._ROWS, "BLOCK": FL._BLOCK_V}),
+    (GL._gelu_fwd_kernel, {"U": "*bf16", "G": "*bf16", "n": "i64", "BLOCK": "constexpr"}, {"BLOCK": GL._BLOCK}),
+    (GL._gelu_bwd_kernel, {"U": "*bf16", "DG": "*bf16", "DU": "*bf16", "n": "i64", "BLOCK": "constexpr"},
+     {"BLOCK": GL._BLOCK}),
+]
+shared = {}
+for cap in (89, 90):
+    for fn, sig, consts in cases:
+        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=GPUTarget("cuda", cap, 32))
+        shared[f"{fn.__name__}@sm_{cap}"] = k.metadata.shared
+print(json.dumps(shared))
+'''
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the CUDA run launches the real kernels instead")
+def test_kernels_compile_for_sm89_and_sm90():
+    # Without a GPU the tests above run the interpreter, which accepts code the GPU compiler may not. Compile every
+    # kernel, in the configuration the GPU uses, for the RTX 4070 (sm_89) and the H100 (sm_90), ahead of time; shared
+    # memory must stay far below sm_89's 100 KB per SM. A subprocess: Triton's mode is fixed per process.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "python"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shared = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(shared) == 10
+    assert max(shared.values()) < 16 * 1024, shared
