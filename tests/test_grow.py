@@ -364,14 +364,16 @@ BASE = '[dump]\nsample_parts = 3\n[model]\npreset = "tiny"\n'
      r"stage 'a': need 0 <= min_lr \(0\.001\) <= lr \(0\.0001\)"),
     (BASE + '[train]\neval_iters = 2\n[eval]\neval_iters = 3\n[[stage]]\nname = "a"\nparts = [1]\ntokens = 1e4\n',
      r"\[eval\]\.eval_iters: also set in \[train\]"),
-    (BASE + '[[stage]]\nname = "a"\nfiles = ["nope.bz2"]\ntokens = 1e4\n', r"stage 'a'\.files: .*nope\.bz2: no such file"),
+    (BASE + '[[stage]]\nname = "a"\nfiles = ["nope.bz2"]\ntokens = 1e4\n',
+     r"stage 'a'\.files: .*nope\.bz2: no such file"),
     (BASE + '[[stage]]\nname = "a/b"\nparts = [1]\ntokens = 1e4\n', r"stage 'a/b'\.name: use letters"),
     (BASE + '[[stage]]\nname = "a"\nparts = [1]\ntokens = "many"\n', r"stage 'a'\.tokens: expected a number"),
     (BASE + '[[stage]]\nname = "a"\nparts = [1]\ntokens = 1e4\nbatch_size = 0\n',
      r"stage 'a': batch_size must be at least 1"),
     (BASE, r"\[\[stage\]\]: the plan has no stages"),
     (BASE + '[[stage]]\nname = "a"\ntokens = 1e4\n', r"stage 'a': the first stage must add data"),
-    ('[dump]\nwiki = "enwiki"\n[[stage]]\nname = "a"\nparts = [1]\ntokens = 1e4\n', r"\[dump\]: name both wiki and date"),
+    ('[dump]\nwiki = "enwiki"\n[[stage]]\nname = "a"\nparts = [1]\ntokens = 1e4\n',
+     r"\[dump\]: name both wiki and date"),
     ("[model\n", r"not valid TOML"),
 ])
 def test_plan_errors_name_the_field(tmp_path, text, error):
@@ -405,7 +407,8 @@ def test_plan_may_grow_but_finished_stages_may_not_change(tmp_path):
     state.stage("a")["status"] = "finished"
     # appending a stage, changing a stage not yet finished, or the device: fine
     _check_unchanged(state, load_plan(_plan(tmp_path, two + '[[stage]]\nname = "c"\nparts = [3]\ntokens = 1e4\n')))
-    _check_unchanged(state, load_plan(_plan(tmp_path, two.replace('"b"\nparts = [2]\ntokens = 1e4', '"b"\nparts = [2]\ntokens = 2e4'))))
+    longer_b = two.replace('"b"\nparts = [2]\ntokens = 1e4', '"b"\nparts = [2]\ntokens = 2e4')
+    _check_unchanged(state, load_plan(_plan(tmp_path, longer_b)))
     _check_unchanged(state, load_plan(_plan(tmp_path, two + '[train]\ndevice = "cuda"\n')))
     with pytest.raises(ConfigError, match=r"stage 'a'\.tokens changed"):
         _check_unchanged(state, load_plan(_plan(tmp_path, two.replace("tokens = 1e4", "tokens = 2e4", 1))))

@@ -33,18 +33,16 @@ import bz2
 import dataclasses
 import difflib
 import fcntl
-import hashlib
 import json
 import math
 import os
 import re
-import shutil
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from .errors import ConfigError, WikiGPTError
 
@@ -226,7 +224,8 @@ def _check_train_value(c: _Checker, name: str, v: Any, where: str) -> Any:
 def _check_mix(c: _Checker, v: Any, where: str) -> Union[str, dict]:
     if isinstance(v, str):
         if v not in ("tokens", "sequential"):
-            raise c.fail(where, f"{v!r}: use \"tokens\", \"sequential\" or a table of weights like {{old = 0.2, new = 0.8}}")
+            raise c.fail(where, f"{v!r}: use \"tokens\", \"sequential\" or a table of weights like "
+                                "{old = 0.2, new = 0.8}")
         return v
     if isinstance(v, dict):
         if not v:
@@ -280,7 +279,8 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
     if "sample_parts" in dump_t:
         dump["sample_parts"] = c.int_(dump_t["sample_parts"], "[dump].sample_parts", minimum=1)
         if "wiki" in dump or "date" in dump:
-            raise c.fail("[dump].sample_parts", "parts come either from the bundled sample or from wiki + date, not both")
+            raise c.fail("[dump].sample_parts",
+                         "parts come either from the bundled sample or from wiki + date, not both")
     if ("wiki" in dump) != ("date" in dump):
         raise c.fail("[dump]", "name both wiki and date (date may be \"latest\")")
     if "wiki" in dump:
@@ -437,10 +437,10 @@ def _check_mix_keys(c: _Checker, mix: Any, where: str, name: Optional[str], earl
             raise c.fail(f"{where}.mix.new", "this stage adds no parts")
         if k in ("old", "new") or k in earlier or k == name:
             continue
-        if "-pages-articles" in k or k.startswith("enwiki-sample"):  # a dataset part name: checked at run time
+        if "-pages-articles" in k:  # a dataset part name: checked against the dataset at run time
             continue
-        raise c.fail(f"{where}.mix.{k}", f"unknown key: use old, new, a stage name ({', '.join(earlier + [name] if name else earlier)}) "
-                                          "or a dataset part name")
+        names = ", ".join(earlier + [name] if name else earlier)
+        raise c.fail(f"{where}.mix.{k}", f"unknown key: use old, new, a stage name ({names}) or a dataset part name")
 
 
 # ----------------------------------------------------------------------------------------------------------------

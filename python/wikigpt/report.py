@@ -332,7 +332,8 @@ def render_markdown(s: dict, images: list[str]) -> str:
     L.append("")
     L += _table(["part", "name", "page ids", "articles", "train tokens", "val tokens", "val pages", "added by",
                  "tokenize (s)"],
-                [[p["label"], f"`{p['name']}`", "–" if not p["page_ids"] else f"{p['page_ids'][0]}–{p['page_ids'][1]}",
+                [[p["label"], f"`{p['name']}`",
+                  "–" if not p["page_ids"] else f"{p['page_ids'][0]}–{p['page_ids'][1]}",
                   f"{p['articles']:,}", f"{p['train_tokens']:,}", f"{p['val_tokens']:,}",
                   "–" if p["val_pages"] is None else p["val_pages"], p["added_by"] or "–", _secs(p["add_s"])]
                  for p in s["parts"]])
