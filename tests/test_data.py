@@ -17,8 +17,6 @@ from wikigpt.data import TokenData, WindowSampler, evaluate, list_parts, part_we
 from wikigpt.errors import DatasetError
 from wikigpt.shards import write_shard
 
-from test_train import sample_dataset_parts  # noqa: F401  TEMPORARY, until the conftest fixture builds
-
 
 def make_dataset(root: Path, parts: dict[str, dict[str, list[int]]]) -> Path:
     """Write a dataset folder in the manifest format: parts = {name: {"train": [sizes], "val": [sizes]}}.
@@ -155,12 +153,15 @@ def test_evaluate_per_part_on_real_sample(sample_dataset_parts):
     parts = [p.name for p in list_parts(sample_dataset_parts)]
     assert len(parts) == 3
     per = {k[4:]: v for k, v in res.items() if k.startswith("val/")}
-    assert set(per) == set(parts)
+    # parts whose val split is shorter than one window (a small part can have no val page at all) are left out
+    with_val = [p.name for p in list_parts(sample_dataset_parts) if p.tokens("val") > 64]
+    assert len(with_val) >= 2 and set(per) == set(with_val)
     # an untrained model is near-uniform over the 50304 ids: loss ~ ln(50304) = 10.83
     assert all(10.0 < v < 11.5 for v in per.values())
     toks = {p.name: p.tokens("val") for p in list_parts(sample_dataset_parts)}
     expect = sum(per[k] * toks[k] for k in per) / sum(toks[k] for k in per)
     assert res["val"] == pytest.approx(expect, rel=1e-12)
     assert evaluate(model, sample_dataset_parts, iters=2, batch_size=4) == res  # fixed windows
-    only = evaluate(model, sample_dataset_parts, parts=parts[:1], iters=2, batch_size=4)
-    assert only[f"val/{parts[0]}"] == res[f"val/{parts[0]}"] and only["val"] == res[f"val/{parts[0]}"]
+    first = with_val[0]
+    only = evaluate(model, sample_dataset_parts, parts=[first], iters=2, batch_size=4)
+    assert only[f"val/{first}"] == res[f"val/{first}"] and only["val"] == res[f"val/{first}"]

@@ -4,12 +4,7 @@ overwritten, the CLI's train / sample / plot work end to end."""
 
 from __future__ import annotations
 
-import bz2
-import functools
-import glob
 import json
-import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -19,94 +14,25 @@ import torch
 import wikigpt
 from wikigpt import cli
 from wikigpt.errors import CheckpointError, ConfigError, DatasetError
-from wikigpt.shards import write_shard
 from wikigpt.train import Schedule, TrainConfig, peak_tflops_for, train
 
-SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / (
-    "enwiki-sample-pages-articles1.xml-p10p30302.bz2")
 
-# ---------------------------------------------------------------------------------------------------------------
-# TEMPORARY: the lead's conftest fixtures `sample_dataset` / `sample_dataset_parts` build the dataset with the Rust
-# pipeline, which does not compile yet. Until it does, these module fixtures (same names, so they take precedence)
-# write the same folder format from the same real sample: article wikitext (uncleaned), GPT-2 tokens from tiktoken
-# built offline from the r50k_base ranks that the tiktoken-rs crate ships, EOT before each document.
-
-
-@functools.lru_cache(maxsize=1)
-def offline_gpt2():
-    import tiktoken
-    from tiktoken.load import load_tiktoken_bpe
-
-    from wikigpt.tokenizer import GPT2_PAT_STR
-
-    paths = glob.glob(os.path.expanduser("~/.cargo/registry/src/*/tiktoken-rs-*/assets/r50k_base.tiktoken"))
-    if not paths:
-        pytest.skip("no r50k_base.tiktoken from the tiktoken-rs crate on this machine")
-    return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PAT_STR, mergeable_ranks=load_tiktoken_bpe(paths[0]),
-                             special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: the tiny model's ops take microseconds, and with 2 threads on a busy 2-core machine each
+    op waits for a descheduled worker (measured: a B=4 step 1.5 s with 2 threads, 0.44 s with 1, same machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
-def _articles():
-    ns = "{http://www.mediawiki.org/xml/export-0.10/}"
-    root = ET.fromstring(bz2.decompress(SAMPLE.read_bytes()))
-    out = []
-    for page in root.iter(f"{ns}page"):
-        if page.findtext(f"{ns}ns") != "0" or page.find(f"{ns}redirect") is not None:
-            continue
-        text = page.findtext(f"{ns}revision/{ns}text") or ""
-        if len(text) > 500:
-            out.append((int(page.findtext(f"{ns}id")), text))
-    return out
+@pytest.fixture
+def gpt2():
+    """GPT-2's tokenizer, built offline from the extension's ranks (what the trainer decodes samples with)."""
+    from wikigpt.tokenizer import tokenizer  # (the submodule shadows the lazy `wikigpt.tokenizer` once imported)
 
-
-def build_dataset(root: Path, n_parts: int) -> Path:
-    enc = offline_gpt2()
-    arts = _articles()
-    per = -(-len(arts) // n_parts)
-    entries = []
-    for i in range(n_parts):
-        chunk = arts[i * per : (i + 1) * per]
-        name = f"enwiki-20160101-pages-articles{i + 1}.xml-p{chunk[0][0]}p{chunk[-1][0]}"
-        pdir = root / "parts" / name
-        pdir.mkdir(parents=True)
-        toks = {"train": [], "val": []}
-        for pid, text in chunk:
-            split = "val" if pid % 16 == 3 else "train"
-            toks[split] += [50256] + enc.encode_ordinary(text)
-        shards = {}
-        for split, t in toks.items():
-            write_shard(pdir / f"{split}_000000.bin", np.array(t, dtype=np.uint16))
-            shards[split] = [{"file": f"{split}_000000.bin", "tokens": len(t), "sha256": ""}]
-        entries.append({"name": name, "dir": f"parts/{name}", "shards": shards,
-                        "tokens": {s: len(t) for s, t in toks.items()}, "val_pages": "val_pages.tsv"})
-    manifest = {"format": "wikigpt-dataset", "version": 1, "tokenizer": {"name": "gpt2", "eot": 50256},
-                "parts": entries}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
-@pytest.fixture(scope="session")
-def sample_dataset(tmp_path_factory) -> Path:
-    return build_dataset(tmp_path_factory.mktemp("ds") / "enwiki", 1)
-
-
-@pytest.fixture(scope="session")
-def sample_dataset_parts(tmp_path_factory) -> Path:
-    return build_dataset(tmp_path_factory.mktemp("ds3") / "enwiki", 3)
-
-
-# END TEMPORARY
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def offline_tokenizer(monkeypatch):
-    """Samples decode with GPT-2's tokenizer; give the trainer one that needs no network (and no extension)."""
-    import wikigpt.tokenizer as tok
-
-    enc = offline_gpt2()
-    monkeypatch.setattr(tok, "tokenizer", lambda: enc)
-    return enc
+    return tokenizer()
 
 
 def tiny(ds, out, **kw) -> TrainConfig:
@@ -132,7 +58,7 @@ def test_loss_falls(sample_dataset, tmp_path):
     ev = records(res.run_dir, "eval")
     assert [r["step"] for r in ev] == [0, 100, 200]
     assert ev[0]["val_loss"] > 10.5  # uniform over 50304 ids: ln(50304) = 10.83
-    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]  # measured 10.83 -> 7.56
+    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]  # measured 10.83 -> 8.10 at 120
     assert res.train_loss < ev[0]["train_loss"] - 2.5
     assert res.tokens_seen == 200 * 4 * 64 == ev[-1]["tokens_seen"]
     for key in ("step", "tokens_seen", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_s", "mfu", "elapsed_s"):
@@ -217,7 +143,9 @@ def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
     assert ck2["parts_seen"] == names and ck2["data_state"]["trained_parts"] == [names[2]]
     ev = records(tmp_path / "p2", "eval")
     assert ev[0]["step"] == 4 and ev[0]["tokens_seen"] == p1.tokens_seen  # evaluated where stage 1 ended
-    assert all(f"val/{n}" in ev[-1] for n in names)
+    with_val = [p["name"] for p in manifest["parts"] if p["tokens"]["val"] > 64]  # a part may have no val pages
+    assert len(with_val) >= 2 and all(f"val/{n}" in ev[-1] for n in with_val)
+    assert not any(f"val/{n}" in ev[-1] for n in names if n not in with_val)
     assert ev[0]["lr"] == 1e-3  # wsd at its stable lr, the --lr of this stage
     assert ck2["schedule"]["start_iter"] == 4
     meta = json.loads((tmp_path / "p2" / "meta.json").read_text())
@@ -315,15 +243,15 @@ def test_cli_train_resume_sample_plot(sample_dataset, tmp_path, capsys):
     assert "no such checkpoint file or run folder" in capsys.readouterr().err
 
 
-def test_sample_decodes_text(sample_dataset, tmp_path, offline_tokenizer):
+def test_sample_decodes_text(sample_dataset, tmp_path, gpt2):
     from wikigpt.train import sample
 
     train(tiny(sample_dataset, tmp_path / "r", max_iters=2, eval_interval=2, eval_iters=1, sample_tokens=0))
     texts = sample(tmp_path / "r", "The history of", 30, temperature=0, device="cpu")
     assert texts[0].startswith("The history of") and len(texts[0]) > len("The history of") + 10
-    # greedy: the decoded text is exactly the model's argmax continuation
-    ids = offline_tokenizer.encode_ordinary(texts[0])
-    assert offline_tokenizer.decode(ids) == texts[0]
+    # the text is real decoded text: it round-trips through the tokenizer
+    ids = gpt2.encode_ordinary(texts[0])
+    assert gpt2.decode(ids) == texts[0]
 
 
 def test_schedules():

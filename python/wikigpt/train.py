@@ -175,7 +175,7 @@ def _git_hash() -> Optional[str]:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=here, capture_output=True, text=True,
-            timeout=10,
+            timeout=10, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # never lock the index of a live checkout
         )
     except (OSError, subprocess.SubprocessError):
         return None
