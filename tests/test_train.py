@@ -58,7 +58,7 @@ def test_loss_falls(sample_dataset, tmp_path):
     ev = records(res.run_dir, "eval")
     assert [r["step"] for r in ev] == [0, 100, 200]
     assert ev[0]["val_loss"] > 10.5  # uniform over 50304 ids: ln(50304) = 10.83
-    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]  # measured 10.83 -> 8.10 at 120
+    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]  # measured: 10.83 -> 7.99 (deterministic on CPU)
     assert res.train_loss < ev[0]["train_loss"] - 2.5
     assert res.tokens_seen == 200 * 4 * 64 == ev[-1]["tokens_seen"]
     for key in ("step", "tokens_seen", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_s", "mfu", "elapsed_s"):
@@ -292,8 +292,6 @@ def test_cli_every_flag_has_help():
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     for name in ("train", "sample", "plot"):
         for action in sub.choices[name]._actions:
-            if action.dest in ("help", "peak_tflops") and action.help in (None, "==SUPPRESS=="):
-                continue
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
     flags = {s for a in sub.choices["train"]._actions for s in a.option_strings}
     for f in ("--batch-size", "--block-size", "--gradient-accumulation-steps", "--max-iters", "--eval-interval",

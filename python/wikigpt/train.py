@@ -939,7 +939,6 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             if name == "max_tokens":
                 t = float
             p.add_argument(flag, type=t, default=S, help=help_)
-    p.add_argument("--peak", dest="peak_tflops", type=float, default=S, help=argparse.SUPPRESS)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
