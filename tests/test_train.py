@@ -58,7 +58,8 @@ def test_loss_falls(sample_dataset, tmp_path):
     ev = records(res.run_dir, "eval")
     assert [r["step"] for r in ev] == [0, 100, 200]
     assert ev[0]["val_loss"] > 10.5  # uniform over 50304 ids: ln(50304) = 10.83
-    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]  # measured: 10.83 -> 7.99 (deterministic on CPU)
+    # measured: val 10.83 -> 7.99, train 10.82 -> 7.72 (deterministic on the CPU)
+    assert res.val_loss < ev[0]["val_loss"] - 2.5, [r["val_loss"] for r in ev]
     assert res.train_loss < ev[0]["train_loss"] - 2.5
     assert res.tokens_seen == 200 * 4 * 64 == ev[-1]["tokens_seen"]
     for key in ("step", "tokens_seen", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_s", "mfu", "elapsed_s"):

@@ -40,7 +40,9 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
     if p.is_dir():
         p = p / CHECKPOINT_NAME
         if not p.is_file():
-            raise CheckpointError(f"{path}: no {CHECKPOINT_NAME} in this folder (not a run folder, or no checkpoint yet)")
+            raise CheckpointError(
+                f"{path}: no {CHECKPOINT_NAME} in this folder (not a run folder, or no checkpoint yet)"
+            )
     elif not p.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run folder")
     return p
