@@ -331,6 +331,12 @@ def test_rerun_redoes_nothing_and_edits_of_finished_stages_are_refused(grown, tm
     edited.write_text(g.plan.read_text().replace("lr = 2e-3\nmix = {", "lr = 1e-3\nmix = {"))
     with pytest.raises(ConfigError, match=r"stage 'p2'\.train\.lr changed"):
         grow(edited, g.out)
+    # one more stage: fine for the stages, but the finished comparison was for the old total
+    edited.write_text(g.plan.read_text() + '[[stage]]\nname = "p4"\ntokens = 1280\n')
+    with pytest.raises(ConfigError, match=r"all-at-once: trained for 11,520 tokens, but the plan's stages now total "
+                                          r"12,800: remove that folder"):
+        grow(edited, g.out, compare="all-at-once")
+    assert {r: _digest(r / "ckpt.pt") for r in runs} == before
 
 
 # ------------------------------------------------------------------------------------------------ the plan

@@ -815,6 +815,20 @@ def grow(
     with _locked(out):
         state = State(out)
         _check_unchanged(state, plan)
+        cmp_dir = out / "compare" / "all-at-once"
+        crec = state.d.setdefault("compare", {})
+        if crec and not cmp_dir.is_dir():  # removed by the user: train it again
+            crec.clear()
+        old_cmp = (state.d.get("plan") or {}).get("compare")
+        if compare and crec.get("status") == "finished" and old_cmp is not None \
+                and _jsonable(old_cmp) != plan.normalized()["compare"]:
+            raise ConfigError(f"{plan.path}: [compare]{_first_diff(old_cmp, plan.normalized()['compare'])} changed "
+                              f"since {cmp_dir} was trained: remove that folder to train the comparison again")
+        if compare and crec.get("status") == "finished" and crec.get("tokens_target") != plan.total_tokens():
+            raise ConfigError(
+                f"{cmp_dir}: trained for {crec.get('tokens_target'):,.0f} tokens, but the plan's stages now total "
+                f"{plan.total_tokens():,.0f}: remove that folder to train the comparison again"
+            )
         state.d["plan"] = plan.normalized()
         state.d["order"] = [s.name for s in plan.stages]
         state.save()
@@ -868,10 +882,10 @@ def grow(
             _log(f"stage {st.name} finished")
             prev = run_dir
 
-        cmp_dir = None
         if compare == "all-at-once":
-            cmp_dir = out / "compare" / "all-at-once"
-            crec = state.d.setdefault("compare", {})
+            if crec.get("status") == "finished" and crec.get("parts") != [p["name"] for p in ds.parts]:
+                raise ConfigError(f"{cmp_dir}: trained on {len(crec.get('parts', []))} parts, the dataset now has "
+                                  f"{len(ds.parts)}: remove that folder to train the comparison again")
             if crec.get("status") != "finished":
                 total = plan.total_tokens()
                 _log(f"compare all-at-once: {total:,.0f} tokens on all {len(ds.parts)} parts from scratch")
@@ -901,7 +915,7 @@ def grow(
 
             rep = write_report(out)
             _log(f"report: {rep}")
-        return GrowResult(out=out, stages=runs, compare=cmp_dir, report=rep)
+        return GrowResult(out=out, stages=runs, compare=cmp_dir if compare else None, report=rep)
 
 
 # ----------------------------------------------------------------------------------------------------------------
