@@ -282,7 +282,7 @@ def plot_report(out: Union[str, os.PathLike], s: dict) -> list[Path]:
             ax.set_title(f"{p['label']} ({p['name']}, added by stage {p['added_by']}): val loss on its own "
                          f"{p['val_pages']} val pages", fontsize=9)
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize="x-small", loc="upper right")
+            ax.legend(fontsize="x-small", loc="best")
         axes[-1, 0].set_xlabel("tokens seen")
         fig.tight_layout()
         path = out / "per_part.png"
