@@ -39,7 +39,7 @@ log "2/4 kernel tests on CUDA"
 # the tests import the installed wheel (nothing puts python/ on sys.path); slow tests included
 # -W: a warning from Triton itself (a new version's notice) is printed, not turned into an error by pyproject's
 # filterwarnings = error; this run cannot be repeated for such a thing
-timeout 150 python -m pytest -q -x -p no:cacheprovider -W "default::UserWarning:triton" \
+timeout 130 python -m pytest -q -x -p no:cacheprovider -W "default::UserWarning:triton" \
   --junitxml="$OUT/tests.xml" tests/test_kernels_*.py 2>&1 \
   | tail -25
 TEST_RC=${PIPESTATUS[0]}
@@ -50,16 +50,16 @@ rm -rf "$OUT/ds"
 timeout 60 python -m wikigpt add "$OUT/ds" python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2 \
   --val-fraction 0.01 -q 2>&1 | tail -3
 AGREE_DATA=()
-if ls "$OUT"/ds/train_*.bin >/dev/null 2>&1; then AGREE_DATA=(--agree-data "$OUT/ds"); else
+if [ -f "$OUT/ds/manifest.json" ]; then AGREE_DATA=(--agree-data "$OUT/ds"); else
   log "no dataset: the agreement run uses random tokens"; fi
 
 log "4/4 MFU sweep + loss agreement"
 # expandable segments: less fragmentation under the 12 GiB cap (the cap limits reserved memory); kernels off and on
 # run under the same setting
 PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}" \
-timeout 300 python -m wikigpt bench mfu --dynamic-batch --caps 12,none --batches 8,16,32,48 --kernels off,on \
+timeout 280 python -m wikigpt bench mfu --dynamic-batch --caps 12,none --batches 8,16,32,48 --kernels off,on \
   --steps 8 --warmup 2 --budget-s 150 --out "$OUT/mfu" \
-  --agree-steps 300 --agree-batch 8 "${AGREE_DATA[@]}" 2>&1 | grep -v "^\s*$" | tail -60
+  --agree-steps 200 --agree-batch 8 "${AGREE_DATA[@]}" 2>&1 | grep -v "^\s*$" | tail -60
 MFU_RC=${PIPESTATUS[0]}
 log "sweep exit code $MFU_RC"
 

@@ -14,7 +14,7 @@ import torch
 import wikigpt
 from wikigpt import cli
 from wikigpt.errors import CheckpointError, ConfigError, DatasetError
-from wikigpt.train import Schedule, TrainConfig, peak_tflops_for, train
+from wikigpt.trainer import Schedule, TrainConfig, peak_tflops_for, train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,7 +30,7 @@ def one_thread():
 @pytest.fixture
 def gpt2():
     """GPT-2's tokenizer, built offline from the extension's ranks (what the trainer decodes samples with)."""
-    from wikigpt.tokenizer import tokenizer  # (the submodule shadows the lazy `wikigpt.tokenizer` once imported)
+    from wikigpt.tokens import tokenizer
 
     return tokenizer()
 
@@ -245,7 +245,7 @@ def test_cli_train_resume_sample_plot(sample_dataset, tmp_path, capsys):
 
 
 def test_sample_decodes_text(sample_dataset, tmp_path, gpt2):
-    from wikigpt.train import sample
+    from wikigpt.trainer import sample
 
     train(tiny(sample_dataset, tmp_path / "r", max_iters=2, eval_interval=2, eval_iters=1, sample_tokens=0))
     texts = sample(tmp_path / "r", "The history of", 30, temperature=0, device="cpu")

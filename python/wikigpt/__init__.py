@@ -33,8 +33,8 @@ _LAZY = {
     "cat": "wikigpt.extract",
     "Article": "wikigpt.extract",
     # tokens and datasets
-    "tokenizer": "wikigpt.tokenizer",
-    "encode_batch": "wikigpt.tokenizer",
+    "tokenizer": "wikigpt.tokens",
+    "encode_batch": "wikigpt.tokens",
     "Dataset": "wikigpt.dataset",
     # dumps index and downloads
     "list_parts": "wikigpt.dumps",
@@ -44,8 +44,8 @@ _LAZY = {
     # model and training (torch)
     "GPT": "wikigpt.model",
     "GPTConfig": "wikigpt.model",
-    "TrainConfig": "wikigpt.train",
-    "train": "wikigpt.train",
+    "TrainConfig": "wikigpt.trainer",
+    "train": "wikigpt.trainer",
 }
 
 __all__ = [
@@ -84,5 +84,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .dumps import DumpFile, Part, download, list_parts
     from .extract import Article, cat, extract_parallel, iter_articles
     from .model import GPT, GPTConfig
-    from .tokenizer import encode_batch, tokenizer
-    from .train import TrainConfig, train
+    from .tokens import encode_batch, tokenizer
+    from .trainer import TrainConfig, train

@@ -12,7 +12,7 @@ _COMMAND_MODULES = [
     "wikigpt.extract",   # cat, extract
     "wikigpt.dataset",   # add, status, export-nanogpt
     "wikigpt.dumps",     # parts, download
-    "wikigpt.train",     # train, sample, plot
+    "wikigpt.trainer",   # train, sample, plot
     "wikigpt.quickstart",  # quickstart
     "wikigpt.grow",      # grow, report
     "wikigpt.bench",     # bench

@@ -201,7 +201,7 @@ class _Checker:
 
 
 def _train_fields() -> dict[str, dataclasses.Field]:
-    from .train import TrainConfig
+    from .trainer import TrainConfig
 
     return {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -252,7 +252,7 @@ def _check_train_table(c: _Checker, table: dict, where: str) -> dict[str, Any]:
 
 def load_plan(path: Union[str, os.PathLike]) -> Plan:
     """Read and validate a plan; every error is a ConfigError naming the file and the field."""
-    from .train import TrainConfig, _check_config
+    from .trainer import TrainConfig, _check_config
 
     path = Path(path)
     try:
@@ -732,7 +732,7 @@ def _train_run(fields: dict[str, Any], dataset: Path, run_dir: Path, init_from: 
                device: Optional[str]) -> str:
     """Train one run folder up to `target` tokens seen: resume it, start it, or do nothing if it is done.
     Returns what was done: "resumed", "started" or "done"."""
-    from .train import TrainConfig, train
+    from .trainer import TrainConfig, train
 
     cfg = TrainConfig(dataset=str(dataset), out=str(run_dir), max_tokens=target, **fields)
     if device:
@@ -764,7 +764,7 @@ def _stage_samples(run_dir: Path, ev: dict, device: Optional[str], seed: int) ->
     import torch
 
     from .model import GPT
-    from .train import _sample_text
+    from .trainer import _sample_text
 
     dev = device if device and device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = GPT.from_checkpoint(run_dir, device=dev)

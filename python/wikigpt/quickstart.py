@@ -29,7 +29,7 @@ def quickstart(workdir: str = "wikigpt-quickstart", iters: int | None = None, de
 
     from . import Dataset, iter_articles
     from .plot import plot_runs
-    from .train import TrainConfig, sample, train
+    from .trainer import TrainConfig, sample, train
 
     work = Path(workdir)
     if work.exists() and overwrite:

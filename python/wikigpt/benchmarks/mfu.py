@@ -171,6 +171,8 @@ def run_config(args, batch: int, kernels: bool, cap: Optional[float], peak_tf: O
 
     row = Row(batch=batch, kernels="on" if kernels else "off", cap_gib=cap)
     device = torch.device(args.device)
+    if device.type == "cuda" and device.index is None:  # memory-fraction calls need an index, not plain "cuda"
+        device = torch.device("cuda", torch.cuda.current_device())
     cuda = device.type == "cuda"  # the CPU path exists to exercise this code without a GPU (tiny presets)
     _cleanup()
     if cuda:
@@ -462,7 +464,12 @@ def _agreement_tokens(path: Optional[str]):
         return None
     from ..shards import read_shard
 
-    files = sorted(glob.glob(os.path.join(path, "train_*.bin"))) if os.path.isdir(path) else [path]
+    if os.path.isfile(os.path.join(path, "manifest.json")):  # a dataset folder: its train shards, in part order
+        from ..dataset import Dataset
+
+        files = [str(p) for p, _ in Dataset(path).shards("train")]
+    else:  # a folder of shards, or one shard
+        files = sorted(glob.glob(os.path.join(path, "train_*.bin"))) if os.path.isdir(path) else [path]
     if not files:
         from ..errors import DatasetError
 

@@ -311,7 +311,7 @@ class _Metrics:
 
 def _tokenizer():
     """GPT-2's tiktoken Encoding, built offline by wikigpt.tokenizer (imported here: only samples need it)."""
-    from .tokenizer import tokenizer
+    from .tokens import tokenizer
 
     return tokenizer()
 
