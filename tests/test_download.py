@@ -317,3 +317,24 @@ def test_progress_quiet_when_not_a_tty(server, tmp_path):
     prog.finished(task)
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("a.bz2: 5 B verified") and "\x1b" not in out.getvalue()
+
+
+def test_add_download_fetches_verifies_adds_and_deletes(capsys, server, mirror_root, info, tmp_path):
+    """`wikigpt add DATASET --download --parts ...`: fetch, verify, add in one step; dumps deleted unless kept."""
+    from wikigpt import Dataset
+
+    ds = tmp_path / "ds"
+    rc = cli.main(["add", str(ds), "--download", "--wiki", WIKI, "--date", DATE, "--parts", "2",
+                   "--mirror", server.base, "--dumps-dir", str(tmp_path / "dumps"), "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (part,) = Dataset(ds).parts
+    assert sorted(f["name"] for f in part["files"]) == sorted(info["parts"]["2"])  # both files of part 2, one part
+    assert part["tokens"]["train"] > 0
+    assert names_in(tmp_path / "dumps") == []  # deleted after adding (no --keep-dumps)
+    rc = cli.main(["add", str(ds), "--download", "--wiki", WIKI, "--date", DATE, "--parts", "1",
+                   "--mirror", server.base, "--dumps-dir", str(tmp_path / "dumps"), "--keep-dumps", "-q"])
+    capsys.readouterr()
+    assert rc == 0
+    assert len(Dataset(ds).parts) == 2
+    assert names_in(tmp_path / "dumps") == sorted(info["parts"]["1"])
