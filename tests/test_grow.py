@@ -1,6 +1,6 @@
 """Growth experiments (`wikigpt grow`, `wikigpt report`) on the real bundled sample cut into three dump parts.
 
-The end-to-end run is the issue's CPU test: a tiny model (block 32, micro-batch 4) trains three stages of 30 steps
+The end-to-end run is the issue's CPU test: a tiny model (block 32, micro-batch 2) trains three stages of 30 steps
 in a subprocess that is SIGKILLed once stage 2 has a checkpoint; rerunning the command finishes it, trains the
 all-at-once comparison (90 steps) and writes the report. The other tests check that run against its own files:
 metrics.jsonl, the dataset's manifest and val_pages.tsv, and the XML of the parts.
@@ -31,7 +31,7 @@ from wikigpt.grow import State, _check_unchanged, grow, load_plan, resolve_mix, 
 
 SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / \
     "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
-TOKENS_PER_STEP = 4 * 32  # micro-batch x block, no accumulation
+TOKENS_PER_STEP = 2 * 32  # micro-batch x block, no accumulation
 STEPS = 30  # per stage (90 staged + 90 all-at-once: the 50k-row output layer makes each step ~0.1-0.3 s here)
 
 PLAN = f"""
@@ -44,7 +44,7 @@ processes = 2
 preset = "tiny"
 block_size = 32
 [train]
-batch_size = 4
+batch_size = 2
 gradient_accumulation_steps = 1
 schedule = "wsd"
 warmup_iters = 5
@@ -236,7 +236,7 @@ def test_part_val_loss_is_computed_on_that_parts_pages(grown):
     data = TokenData(g.out / "data", 32, seed=1337)
     TokenData.val_batch = spy
     try:
-        got = evaluate(model, data, iters=2, batch_size=4)
+        got = evaluate(model, data, iters=2, batch_size=2)
     finally:
         TokenData.val_batch = original
     last = _records(g.out / "stages" / "p3", "eval")[-1]
@@ -251,7 +251,7 @@ def test_part_val_loss_is_computed_on_that_parts_pages(grown):
         assert all(lo <= r[0] <= hi for r in rows)
         shards = {Path(path).name: np.asarray(read_shard(path)) for path, _ in ds.shards("val", [p])}
         windows = np.concatenate(seen[p])
-        assert len(windows) == 2 * 4
+        assert len(windows) == 2 * 2
         for w in windows:
             hits = []
             for shard_name, toks in shards.items():
@@ -332,9 +332,10 @@ def test_rerun_redoes_nothing_and_edits_of_finished_stages_are_refused(grown, tm
     with pytest.raises(ConfigError, match=r"stage 'p2'\.train\.lr changed"):
         grow(edited, g.out)
     # one more stage: fine for the stages, but the finished comparison was for the old total
-    edited.write_text(g.plan.read_text() + '[[stage]]\nname = "p4"\ntokens = 1280\n')
-    with pytest.raises(ConfigError, match=r"all-at-once: trained for 11,520 tokens, but the plan's stages now total "
-                                          r"12,800: remove that folder"):
+    edited.write_text(g.plan.read_text() + f'[[stage]]\nname = "p4"\ntokens = {TOKENS_PER_STEP}\n')
+    total = 3 * STEPS * TOKENS_PER_STEP
+    with pytest.raises(ConfigError, match=rf"all-at-once: trained for {total:,} tokens, but the plan's stages now "
+                                          rf"total {total + TOKENS_PER_STEP:,}: remove that folder"):
         grow(edited, g.out, compare="all-at-once")
     assert {r: _digest(r / "ckpt.pt") for r in runs} == before
 
