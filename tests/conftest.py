@@ -40,7 +40,7 @@ def sample_xml() -> bytes:
 
 def split_pages(xml: bytes, n: int) -> list[bytes]:
     """Cut a dump's XML into `n` valid dumps of consecutive pages (each with the original header and footer)."""
-    first = xml.index(b"<page>")
+    first = xml.index(b"  <page>")  # the header ends before the first page's indent
     header = xml[:first]
     footer = b"</mediawiki>\n"
     pages = re.findall(rb"  <page>.*?</page>\n", xml[first:], flags=re.S)

@@ -46,6 +46,10 @@ _LAZY = {
     "GPTConfig": "wikigpt.model",
     "TrainConfig": "wikigpt.trainer",
     "train": "wikigpt.trainer",
+    # growth experiments (the runner itself is `wikigpt.grow.grow`: a function named like its module would be
+    # shadowed by the submodule once imported)
+    "load_plan": "wikigpt.grow",
+    "write_report": "wikigpt.report",
 }
 
 __all__ = [
@@ -85,4 +89,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .extract import Article, cat, extract_parallel, iter_articles
     from .model import GPT, GPTConfig
     from .tokens import encode_batch, tokenizer
+    from .grow import load_plan
+    from .report import write_report
     from .trainer import TrainConfig, train

@@ -60,7 +60,7 @@ def quickstart(workdir: str = "wikigpt-quickstart", iters: int | None = None, de
         preset, n_iters, bs, ga, block = "gpt2-124m", iters or 300, 8, 1, 1024
         what = f"GPT-2 124M on the GPU for {n_iters} steps"
     else:
-        preset, n_iters, bs, ga, block = "tiny", iters or 400, 16, 1, 64
+        preset, n_iters, bs, ga, block = "tiny", iters or 200, 8, 1, 64
         what = f"a tiny GPT (2 layers, 64 wide) on the CPU for {n_iters} steps (a GPU trains GPT-2 124M here)"
     _say(3, total, f"Training {what}; loss, val loss and MFU go to {run}/metrics.jsonl.")
     cfg = TrainConfig(
@@ -92,7 +92,7 @@ def _cmd(args) -> int:
 def add_cli(sub) -> None:
     p = sub.add_parser("quickstart", help="the whole flow on the bundled sample: dataset, training, sample, plot")
     p.add_argument("--dir", default="wikigpt-quickstart", help="working folder (default ./wikigpt-quickstart)")
-    p.add_argument("--iters", type=int, default=None, help="training steps (default 400 on CPU, 300 on GPU)")
+    p.add_argument("--iters", type=int, default=None, help="training steps (default 200 on CPU, 300 on GPU)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--overwrite", action="store_true", help="start from scratch in --dir")
     p.set_defaults(func=_cmd)
