@@ -48,6 +48,21 @@ def split_pages(xml: bytes, n: int) -> list[bytes]:
     return [header + b"".join(pages[i * per : (i + 1) * per]) + footer for i in range(n)]
 
 
+def big_dump(path: Path, xml: bytes, copies: int) -> Path:
+    """A large valid dump made fast: the header, the sample's pages `copies` times, and the footer, each compressed
+    once as its own bzip2 stream and concatenated (a multistream file, as Wikimedia publishes them). Page ids repeat;
+    the tests that use it only need a file that takes seconds to process."""
+    first = xml.index(b"  <page>")
+    last = xml.rindex(b"</page>\n") + len(b"</page>\n")
+    body = bz2.compress(xml[first:last], 9)
+    with open(path, "wb") as f:
+        f.write(bz2.compress(xml[:first], 9))
+        for _ in range(copies):
+            f.write(body)
+        f.write(bz2.compress(xml[last:], 9))
+    return path
+
+
 @pytest.fixture(scope="session")
 def sample_parts(tmp_path_factory, sample_xml) -> list[Path]:
     """The sample as three dump parts named like real ones (articles1/2/3 with their page-id ranges)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -188,23 +187,14 @@ def test_python_shard_reader_checks_everything(tmp_path):
         read_shard(tmp_path / "magic.bin")
 
 
-def _big_xml(path: Path, sample_xml: bytes, copies: int) -> None:
-    first = sample_xml.index(b"<page>")
-    body = sample_xml[first : sample_xml.rindex(b"</page>") + len(b"</page>\n")]
-    with open(path, "wb") as f:
-        f.write(sample_xml[:first])
-        for k in range(copies):
-            f.write(re.sub(rb"<id>(\d+)</id>", lambda m: b"<id>%d</id>" % (int(m.group(1)) + k * 10_000_000), body))
-        f.write(b"</mediawiki>\n")
-
-
 @pytest.mark.slow
 def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_parts, sample_xml):
     ds_path = tmp_path / "ds"
     ds = Dataset(ds_path, shard_tokens=1_000_000)
     ds.add([sample_parts[0]])
-    big = tmp_path / "enwiki-20160101-pages-articles7.xml-p1p999"  # a decompressed part, as bzcat names it
-    _big_xml(big, sample_xml, 12)
+    from conftest import big_dump
+
+    big = big_dump(tmp_path / "enwiki-20160101-pages-articles7.xml-p1p999.bz2", sample_xml, 25)  # ~150 MB of XML: seconds of work
     manifest = (ds_path / "manifest.json").read_bytes()
     status = ds.status()
     shard_hashes = {p.name: sha256(p) for p in ds_path.rglob("*.bin")}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bz2
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -192,23 +191,22 @@ def test_cli_errors_are_one_line(tmp_path, sample_bz2):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_promptly_and_leaves_no_output(tmp_path, sample_xml):
-    # ~150 MB of plain XML: long enough to interrupt mid-run.
-    first = sample_xml.index(b"<page>")
-    body = sample_xml[first : sample_xml.rindex(b"</page>") + len(b"</page>\n")]
-    big = tmp_path / "big.xml"
-    with open(big, "wb") as f:
-        f.write(sample_xml[:first])
-        for k in range(25):
-            f.write(re.sub(rb"<id>(\d+)</id>", lambda m: b"<id>%d</id>" % (int(m.group(1)) + k * 10_000_000), body))
-        f.write(b"</mediawiki>\n")
+    from conftest import big_dump
+
+    big = big_dump(tmp_path / "big.xml.bz2", sample_xml, 40)  # ~240 MB of XML: seconds of work on any machine
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-m", "wikigpt", "extract", str(big), "-o", str(out), "-q"],
                          stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    assert p.poll() is None, "finished before it could be interrupted"
-    t0 = time.monotonic()
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=30)
+    try:
+        time.sleep(1.5)
+        assert p.poll() is None, "finished before it could be interrupted"
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
     assert p.returncode == 130
     assert time.monotonic() - t0 < 5
     assert b"interrupted" in err
