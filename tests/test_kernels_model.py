@@ -122,6 +122,14 @@ def test_compiled_model_with_kernels_matches_eager():
     for (name, p), p_ref in zip(on.named_parameters(), ref.parameters()):
         err = (p.grad - p_ref.grad).abs().max().item()
         assert err <= tol * 10 * max(p_ref.grad.abs().max().item(), 1e-8), f"{name}: {err:.3g}"
+    # a training step after the first must reuse the compiled graph: no recompilation from Python-side state in the
+    # kernel path (guards on the ops' arguments, module attributes, globals such as the grad_W accumulation mode the
+    # first call sets) -- a recompile per step is the first suspect when a compiled kernels-on run never finishes
+    x2, y2 = next(text_batches(1, 2, 32, seed=3))
+    with torch._dynamo.config.patch(error_on_recompile=True), autocast():
+        _, loss2 = compiled(x2, y2)
+    loss2.backward()
+    assert torch.isfinite(loss2)
 
 
 _AOT = r'''

@@ -14,6 +14,10 @@ dimension is marked dynamic, so each kernels setting compiles once for all batch
 configuration reuses the compiled code); without it every configuration compiles its own static graph, as nanoGPT
 does. `--activations` instead reports the bytes each layer keeps for backward, per token (runs on the CPU too).
 
+Each configuration reports its first step's forward, backward and optimizer phases on stderr as they finish (each
+includes its compile), and --dump-stacks-s N prints every thread's Python stack every N seconds: a configuration that
+never finishes shows where it is stuck.
+
 MFU = 6N + 12 L H Q T flops per token (nanoGPT's estimate) x tokens/s / the card's dense bf16 peak, stated in the
 output. Peaks: H100/H200 SXM 989 TF, A100 312 TF, RTX 4090 165 TF, RTX 4070 58.3 TF.
 """
@@ -116,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activations", action="store_true",
                    help="instead of timing: bytes saved for backward per token per layer, kernels off vs on")
     p.add_argument("--seed", type=int, default=1337, help="random seed for weights and tokens")
+    p.add_argument("--dump-stacks-s", type=float, default=None,
+                   help="every this many seconds, print every thread's Python stack to stderr (faulthandler): "
+                   "shows where a configuration that never finishes is stuck")
     p.add_argument("--agree-steps", type=int, default=0,
                    help="after the sweep, train kernels off and on from the same init on the same batches for this "
                    "many steps and compare their losses (default 0: skip)")
@@ -170,6 +177,7 @@ def run_config(args, batch: int, kernels: bool, cap: Optional[float], peak_tf: O
     import torch
 
     row = Row(batch=batch, kernels="on" if kernels else "off", cap_gib=cap)
+    tag = f"B={batch} kernels={row.kernels} cap={'none' if cap is None else f'{cap:g}GiB'}"
     device = torch.device(args.device)
     if device.type == "cuda" and device.index is None:  # memory-fraction calls need an index, not plain "cuda"
         device = torch.device("cuda", torch.cuda.current_device())
@@ -186,7 +194,22 @@ def run_config(args, batch: int, kernels: bool, cap: Optional[float], peak_tf: O
         opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
         gen = torch.Generator(device=device).manual_seed(args.seed)
 
-        def step() -> torch.Tensor:
+        def sync() -> None:
+            if cuda:
+                torch.cuda.synchronize(device)
+
+        def step(phases: bool = False) -> torch.Tensor:
+            # phases: sync and report after forward, backward and the optimizer (the first step only: it compiles,
+            # and a configuration that never finishes must still say which part it is stuck in)
+            t = time.perf_counter()
+
+            def mark(what: str) -> None:
+                nonlocal t
+                if phases:
+                    sync()
+                    _progress(f"{tag}: first step {what} done in {time.perf_counter() - t:.1f}s")
+                    t = time.perf_counter()
+
             x = torch.randint(0, 50257, (batch, T), device=device, generator=gen) % model.config.vocab_size
             y = torch.randint(0, 50257, (batch, T), device=device, generator=gen) % model.config.vocab_size
             if args.dynamic_batch and not args.no_compile:
@@ -194,23 +217,26 @@ def run_config(args, batch: int, kernels: bool, cap: Optional[float], peak_tf: O
                 torch._dynamo.maybe_mark_dynamic(y, 0)
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 _, loss = compiled(x, y)
+            mark("forward (with its compile)")
             loss.backward()
+            mark("backward (with its compile)")
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            mark("clip + optimizer")
             return loss
 
-        def sync() -> None:
-            if cuda:
-                torch.cuda.synchronize(device)
-
+        _progress(f"{tag}: model ready, first step")
         t0 = time.perf_counter()
-        loss = step()
+        loss = step(phases=True)
         sync()
         row.first_step_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
         for _ in range(max(0, args.warmup - 1)):
             loss = step()
         sync()
+        if args.warmup > 1:
+            _progress(f"{tag}: {args.warmup - 1} more warmup steps in {time.perf_counter() - t0:.1f}s")
         t0 = time.perf_counter()
         for _ in range(args.steps):
             loss = step()
@@ -238,6 +264,12 @@ def run_config(args, batch: int, kernels: bool, cap: Optional[float], peak_tf: O
         if cuda:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
     return row
+
+
+def _progress(msg: str) -> None:
+    """One line on stderr as a configuration goes (the table on stdout stays clean): a configuration that hangs
+    still shows how far it got."""
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:
@@ -414,6 +446,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"# wikigpt bench mfu: {name}, torch {ctx['torch']}, triton {ctx['triton']}, peak {peak_tf} TF, "
           f"steps {args.steps} (+{args.warmup} warmup), compile {not args.no_compile}, dynamic batch "
           f"{args.dynamic_batch}", flush=True)
+    if args.dump_stacks_s:
+        import faulthandler
+
+        faulthandler.dump_traceback_later(args.dump_stacks_s, repeat=True, file=sys.stderr)
     t_start = time.perf_counter()
     rows: list[Row] = []
     plan = [(b, k, c) for c in _caps(args.caps) for b in _parse_list(args.batches) for k in
@@ -451,6 +487,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"agreement run failed: {agree['status']}", flush=True)
     if args.out:
         write_out(args.out, ctx, rows, {"agreement": agree} if agree else None)
+    if args.dump_stacks_s:
+        import faulthandler
+
+        faulthandler.cancel_dump_traceback_later()
     return 0
 
 
