@@ -61,3 +61,20 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+@contextmanager
+def exclusive_lock(lock_file: str | os.PathLike, busy_message: str, error: type = RuntimeError) -> Iterator[None]:
+    """Hold an exclusive flock on `lock_file` (created if missing) or raise `error(busy_message)` at once if another
+    process holds it. A killed holder releases it with its process, so a crash never leaves a stale lock."""
+    import fcntl
+
+    with open(lock_file, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(busy_message) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

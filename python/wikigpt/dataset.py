@@ -15,7 +15,6 @@ staging folder or the unreferenced part folder. The train/val split is a fixed h
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ._io import atomic_open, atomic_write_json, fsync_dir, human_bytes
+from ._io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir, human_bytes
 from ._progress import ProgressCallback, run_with_progress
 from .errors import DatasetError, DiskSpaceError
 from .extract import check_inputs, default_processes, part_stem
@@ -190,15 +189,9 @@ class Dataset:
     def _locked(self) -> Iterator[None]:
         """One writer at a time (a kill releases the lock with the process)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DatasetError(f"{self.path}: another `wikigpt add` is running on this dataset") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive_lock(self.path / ".lock", f"{self.path}: another `wikigpt add` is running on this dataset",
+                            DatasetError):
+            yield
 
     def _clean_leftovers(self) -> list[str]:
         """Remove what a killed add left: staging folders, part folders the manifest does not list, temp manifests."""

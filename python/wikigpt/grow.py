@@ -32,7 +32,6 @@ import argparse
 import bz2
 import dataclasses
 import difflib
-import fcntl
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
+from ._io import exclusive_lock
 from .errors import ConfigError, WikiGPTError
 
 STATE_VERSION = 1
@@ -527,15 +527,8 @@ def _first_diff(a: Any, b: Any, where: str = "") -> str:
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    with open(out / ".grow.lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"{out}: another `wikigpt grow` is running on this folder") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive_lock(out / ".grow.lock", f"{out}: another `wikigpt grow` is running on this folder", ConfigError):
+        yield
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ the CPU, GPT-2 124M for a few hundred steps on a GPU) → a text sample and a lo
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def quickstart(workdir: str = "wikigpt-quickstart", iters: int | None = None, de
     _say(5, total, "Plotting the loss curves.")
     png = plot_runs([run], work / "curves.png")
     print(f"    {png}")
-    print(f"\nNext: `wikigpt parts --wiki enwiki --date latest` to see real parts, sizes and estimates.")
+    print("\nNext: `wikigpt parts --wiki enwiki --date latest` to see real parts, sizes and estimates.")
     return {"dataset": str(ds_path), "run": str(run), "plot": str(png), "val_loss": result.val_loss}
 
 
