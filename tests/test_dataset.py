@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +15,7 @@ import pytest
 
 import wikigpt
 from wikigpt import Dataset, DatasetError, DiskSpaceError, ShardError, _core
-from wikigpt.shards import HEADER_BYTES, MAGIC, read_shard, write_shard
+from wikigpt.shards import HEADER_BYTES, read_shard, write_shard
 
 
 def sha256(p: Path) -> str:
