@@ -151,6 +151,12 @@ def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
     assert ck2["schedule"]["start_iter"] == 4
     meta = json.loads((tmp_path / "p2" / "meta.json").read_text())
     assert meta["new_parts"] == [names[2]] and meta["parts_seen_before"] == names[:2]
+    # resuming the sequential stage keeps training the part that was new when the stage started
+    p2b = train(tiny(sample_dataset_parts, tmp_path / "p2", resume=True, mix="sequential", lr=1e-3, schedule="wsd",
+                     max_tokens=p2.tokens_seen + 2 * 256))
+    assert p2b.iter_num == 8
+    ck2b = torch.load(tmp_path / "p2" / "ckpt.pt", weights_only=True)
+    assert ck2b["data_state"]["trained_parts"] == [names[2]] and ck2b["parts_seen"] == names
     # the plot puts both stages on one tokens axis
     rc = cli.main(["plot", str(tmp_path / "p1"), str(tmp_path / "p2"), "-o", str(tmp_path / "curves.png")])
     assert rc == 0

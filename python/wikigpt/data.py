@@ -265,6 +265,9 @@ class TokenData:
             "mix": self.mix if isinstance(self.mix, str) else dict(self.mix),
             "parts": self.part_names,
             "trained_parts": self.trained_parts,
+            # where this run started: on --resume, "new parts" (mix "sequential") are new relative to this, not to
+            # the run's own last checkpoint (which has already seen them)
+            "parts_seen_before": list(self.parts_seen),
         }
 
 

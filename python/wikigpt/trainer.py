@@ -484,6 +484,8 @@ def train(cfg: TrainConfig) -> RunResult:
     parts_seen: list[str] = list(ckpt.get("parts_seen", [])) if ckpt else []
     data_state = ckpt.get("data_state") if ckpt else None
     seed = int(data_state["seed"]) if cfg.resume and data_state else cfg.seed
+    if cfg.resume and data_state and "parts_seen_before" in data_state:
+        parts_seen = list(data_state["parts_seen_before"])  # continue the run as it started (see TokenData.state)
     data = TokenData(cfg.dataset, block_size, seed=seed, mix=cfg.mix, parts_seen=parts_seen, device=device)
     if ckpt is not None:
         new = data.new_parts
