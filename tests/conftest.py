@@ -96,3 +96,23 @@ def sample_dataset_parts(tmp_path_factory, sample_parts) -> Path:
     for p in sample_parts:
         ds.add([p], processes=2)
     return path
+
+
+@pytest.fixture(scope="session")
+def mirror_root(tmp_path_factory) -> Path:
+    """A small real dumps mirror (tests/mirror_server.py `build_mirror`), built once per session."""
+    from mirror_server import build_mirror
+
+    root = tmp_path_factory.getbasetemp() / "mirror"
+    root.mkdir(exist_ok=True)
+    build_mirror(root)
+    return root
+
+
+@pytest.fixture()
+def server(mirror_root):
+    """That mirror served over HTTP on 127.0.0.1 for one test."""
+    from mirror_server import MirrorServer
+
+    with MirrorServer(mirror_root) as srv:
+        yield srv

@@ -24,22 +24,8 @@ from wikigpt.errors import ChecksumError, DiskSpaceError, DownloadError
 
 
 @pytest.fixture(scope="session")
-def mirror_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "mirror"
-    root.mkdir(exist_ok=True)
-    build_mirror(root)
-    return root
-
-
-@pytest.fixture(scope="session")
 def info(mirror_root) -> dict:
     return build_mirror(mirror_root)
-
-
-@pytest.fixture()
-def server(mirror_root):
-    with MirrorServer(mirror_root) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -26,20 +26,6 @@ def real_status() -> dict:
     return json.loads(REAL_STATUS.read_text())
 
 
-@pytest.fixture(scope="session")
-def mirror_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "mirror"
-    root.mkdir(exist_ok=True)
-    build_mirror(root)
-    return root
-
-
-@pytest.fixture()
-def server(mirror_root):
-    with MirrorServer(mirror_root) as srv:
-        yield srv
-
-
 @pytest.fixture(autouse=True)
 def _fast_index_retries(monkeypatch):
     monkeypatch.setattr(dumps, "INDEX_BACKOFF", 0.01)
