@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! reader (1 thread)          workers (N threads)              orderer (the calling thread)
-//! read 1 MiB pieces  ──►     shift a segment to byte   ──►    take results in file order, confirm each
-//! scan every bit for         alignment, wrap it as its        candidate (merge on a false one), check the
-//! block / EOS magics,        own one-block stream, decode     stream structure and combined CRCs, call
-//! cut segments               with libbz2 (`bzip2` crate)      `sink`, return buffers as credits
+//! read 1 MiB pieces  ──►     decode the block a segment ──►   take results in file order, confirm each
+//! scan every bit for         starts with, at its bit          candidate (merge on a false one), check the
+//! block / EOS magics,        offset (bz2_decode.rs; libbz2    stream structure and combined CRCs, call
+//! cut segments               as fallback and reference)       `sink`, return buffers as credits
 //! ```
 //!
 //! - A *candidate* is any bit offset where the 48-bit block magic `0x314159265359` or end-of-stream magic
@@ -32,19 +32,17 @@
 //!   never held whole. One segment is capped at the largest compressed block (~2.3 MB at level 9); one decoded block
 //!   at the largest output the first RLE stage allows (~46 MB at level 9).
 //!
-//! Performance notes (measured 2026-11-28 on the 2-core dev machine, which other builds kept at load 8–13 the
-//! whole time, so wall times are noisy; `examples/bz2cat.rs` reproduces them):
-//! - Profile (`perf record -e cpu-clock`, 2 threads, 91 MB of enwiki XML at bzip2 -9): 95.5% of CPU time is inside
-//!   libbz2-rs-sys (72% `BZ2_bzDecompressHelp` = inverse BWT + output, 24% Huffman/MTF), 1.4% memmove (segment
-//!   copies), 0.7% the scanner, 0.4% our shift-and-wrap. The scanner looks at each byte once through a 256-entry
-//!   table keyed by the byte before the one just read (any magic at any of the 8 bit shifts fully covers it), so
-//!   it rejects ~94% of positions without a 48-bit compare. Only a faster decoder core would make this faster.
-//! - One thread: the same CPU time per byte as `bzip2 -dc` (user 3.6–5.7 s vs 3.4–5.9 s for 91 MB of XML).
-//! - The `bzip2` crate's default pure-Rust backend (libbz2-rs-sys 0.2.6) against the C libbz2 1.0.8 backend
-//!   (`features = ["bzip2-sys", "static"]`), same decoder, one thread, 4 interleaved rounds: user 5.1–6.3 s vs
-//!   5.1–7.8 s. The C backend is not faster, so we keep the default.
-//! - Memory: peak RSS of `bz2cat` is 10 MB (1 thread), 16 MB (2), 53 MB (8), the same for a 7 MB, 91 MB and 304 MB
-//!   XML output: bounded by the credits, not the file.
+//! Performance notes (2-core dev machine, `examples/bz2cat.rs`; benches/extract.py has the side-by-side table):
+//! - Until 2026-11-28 the workers wrapped each block as a one-block stream for libbz2; 95.5% of CPU time was then
+//!   inside libbz2 (72% inverse BWT + output, 24% Huffman/MTF): 37 CPU-s per GB of XML, lbzip2 27.5, `bzip2 -dc`
+//!   ~39. The C libbz2 backend measured no faster than the default pure-Rust one.
+//! - The native decoder (bz2_decode.rs, its notes say why it is faster) costs 16.6 CPU-s per GB of XML on the
+//!   1 GB bench corpus (one thread, under load from a parallel build), against 28.7 for `lbzip2 -n 2` in the same
+//!   run. The scanner looks at each byte once through a 256-entry table keyed by the byte before the one just read
+//!   (any magic at any of the 8 bit shifts fully covers it), so it rejects ~94% of positions without a 48-bit
+//!   compare; it and the segment copies are ~4% of the total.
+//! - Memory: peak RSS of `bz2cat` is 18 MB (1 thread), 33 MB (2), whatever the file size: bounded by the credits
+//!   and each worker's ~9 bytes of tables per byte of block.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -55,6 +53,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
+use crate::bz2_decode;
 use crate::error::{Error, Result};
 
 /// What kind of input a file is, detected from its first bytes (not its name).
@@ -536,9 +535,43 @@ impl BitWriter {
     }
 }
 
+/// Per-thread buffers for decoding blocks: the native decoder's tables and libbz2's one-block stream.
+#[derive(Default)]
+struct BlockScratch {
+    native: bz2_decode::Scratch,
+    stream: Vec<u8>,
+}
+
 /// Decode the block that `seg` starts with, assuming it ends exactly at `seg.end_bit`, into `out`.
 /// Returns its stored CRC, or a one-line reason why it is not such a block.
-fn decode_block(seg: &Segment, scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> std::result::Result<u32, String> {
+///
+/// The native decoder (bz2_decode.rs) does the work; libbz2 is the reference it falls back to for randomised blocks
+/// and whenever the native decoder says no. A false candidate or corrupt data is thus decoded twice, which costs
+/// nothing in practice (a false magic turns up about once in 2^48 bits) and means a valid block is never rejected
+/// because of a native-decoder bug (the tests compare the native decoder alone against libbz2).
+fn decode_block(seg: &Segment, scratch: &mut BlockScratch, out: &mut Vec<u8>) -> std::result::Result<u32, String> {
+    if seg.bits() < BLOCK_HEADER_BITS {
+        return Err("block too short".into());
+    }
+    let cap = max_block_output(seg.level);
+    let native = bz2_decode::decode_block(
+        &seg.data,
+        (seg.start_bit % 8) as u32,
+        seg.bits(),
+        seg.level,
+        cap,
+        &mut scratch.native,
+        out,
+    );
+    match native {
+        Ok(bz2_decode::Outcome::Done(crc)) => Ok(crc),
+        Ok(bz2_decode::Outcome::Randomised) => decode_block_libbz2(seg, &mut scratch.stream, out),
+        Err(why) => decode_block_libbz2(seg, &mut scratch.stream, out).map_err(|_| why),
+    }
+}
+
+/// `decode_block` through libbz2: the block wrapped as its own one-block stream.
+fn decode_block_libbz2(seg: &Segment, scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> std::result::Result<u32, String> {
     use bzip2::{Decompress, Status};
     if seg.bits() < BLOCK_HEADER_BITS {
         return Err("block too short".into());
@@ -576,7 +609,7 @@ fn decode_block(seg: &Segment, scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> std:
 }
 
 fn worker(jobs: Receiver<Job>, results: Sender<Job>, stop: &AtomicBool, cancel: &AtomicBool) {
-    let mut scratch = Vec::new();
+    let mut scratch = BlockScratch::default();
     for mut job in jobs {
         if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
             return;
@@ -611,7 +644,7 @@ struct Orderer<'a> {
     progress: &'a DecodeProgress,
     waiting: BTreeMap<u64, Job>,
     next_seq: u64,
-    scratch: Vec<u8>,
+    scratch: BlockScratch,
     total: u64,
 }
 
@@ -904,7 +937,7 @@ fn decode_bzip2(
             progress,
             waiting: BTreeMap::new(),
             next_seq: 0,
-            scratch: Vec::new(),
+            scratch: BlockScratch::default(),
             total: 0,
         };
         let r = orderer.run(sink);

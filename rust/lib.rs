@@ -4,6 +4,7 @@
 //! `cargo test` needs no Python).
 //!
 //! - `bz2`: parallel bzip2 decoding (single-stream files at block level, multistream by stream, plain XML passthrough)
+//! - `bz2_decode`: the bzip2 block decoder each of `bz2`'s threads runs (libbz2 stays as its fallback and reference)
 //! - `dump`: MediaWiki XML: siteinfo/namespaces, cutting the byte stream into page-aligned chunks, parsing pages
 //! - `wikitext`: wikitext → clean prose
 //! - `tokenizer`: GPT-2 BPE (r50k_base), a fast path proven identical to tiktoken-rs
@@ -11,6 +12,7 @@
 //! - `pipeline`: wires the stages together on N threads with bounded channels, progress counters and cancellation
 
 pub mod bz2;
+pub mod bz2_decode;
 pub mod dump;
 pub mod error;
 pub mod pipeline;

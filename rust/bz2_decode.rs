@@ -1,0 +1,780 @@
+//! A native bzip2 *block* decoder: one block, starting at any bit offset, to its output bytes, CRC checked.
+//!
+//! `bz2.rs` cuts a single-stream file into blocks and decodes them on N threads; this is what each thread runs.
+//! It replaces wrapping every block as a one-block stream for libbz2 (which also cost a bit-shifting copy), because
+//! libbz2's block decode was the whole cost of `wikigpt cat` (95% of CPU time, 37 CPU-s per GB of XML, against
+//! lbzip2's 27.5). libbz2 stays as the reference: `bz2.rs` falls back to it for randomised blocks (written only by
+//! bzip2 0.9.0, 1998) and whenever this decoder rejects a block, so a bug here can cost speed, never a valid file.
+//!
+//! The format (Seward's bzip2 1.0.x `decompress.c` is the reference; every error it raises is raised here too):
+//!
+//! ```text
+//! 48 block magic · 32 block CRC · 1 randomised · 24 origPtr · 16+16·k symbol map · 3 nGroups · 15 nSelectors
+//! · selectors (unary, MTF-coded) · per group: delta-coded code lengths · Huffman-coded MTF/RLE2 symbols up to EOB
+//! ```
+//!
+//! Where the time goes and why this is faster than libbz2 (see bz2.rs's performance notes for figures):
+//! - **Huffman**: a 10-bit lookup table per group resolves almost every symbol in one load (libbz2 walks the code
+//!   one bit at a time from the shortest length). The table is built by running libbz2's own limit/base/perm decode
+//!   on every 10-bit pattern, so even odd (incomplete, over-subscribed) codes decode exactly as libbz2 would; codes
+//!   longer than 10 bits take libbz2's bit-by-bit path.
+//! - **Inverse BWT**: the output is a walk along a permutation, one dependent random load per byte into a 3.6 MB
+//!   array; that latency, not arithmetic, is the cost. We walk it from both ends at once: forwards along T from
+//!   `origPtr` (as libbz2 does) and backwards along LF = T⁻¹ (which the counting pass yields for free), each walk
+//!   doing half of the block. The two chains are independent, so the CPU keeps two cache misses in flight.
+//! - **RLE1 + CRC**: a separate sequential pass over the walk's output (the walk can then stay branch-free), with a
+//!   slicing-by-8 CRC.
+
+/// bzip2's longest Huffman code (decompress.c rejects anything longer).
+const MAX_CODE_LEN: usize = 20;
+/// libbz2's tables are sized for 23 lengths (`BZ_MAX_CODE_LEN`); we mirror them so odd codes behave identically.
+const TABLE_LEN: usize = 23;
+const MAX_ALPHA: usize = 258;
+const MAX_GROUPS: usize = 6;
+/// libbz2 1.0.8 reads up to 32767 selectors but keeps only this many (the CVE-2019-12900 fix).
+const MAX_SELECTORS: usize = 18002;
+const GROUP_SIZE: u32 = 50;
+/// Bits resolved by one table lookup. 10 covers nearly all symbols of text blocks while the 6 tables (2 KiB each)
+/// stay in L1.
+const FAST_BITS: u32 = 10;
+
+/// Buffers reused from block to block by one thread (about 9 bytes per byte of block: ~8 MB at level 9).
+#[derive(Default)]
+pub struct Scratch {
+    /// The block after MTF/RLE2 decoding (the BWT's last column), then the walk's output (RLE1 still applied).
+    ll: Vec<u8>,
+    /// `tt[j] = T[j] << 8 | ll[j]`: the inverse BWT's permutation (libbz2's `tt` vector).
+    tt: Table,
+    walk: WalkScratch,
+}
+
+/// A `u32` array for the inverse BWT, on 2 MiB pages where the kernel allows it.
+///
+/// The walk makes one dependent random load per output byte into two 3.6 MB arrays. With 4 KiB pages those span
+/// ~1800 pages, more than the TLB holds, so most loads pay a page walk on top of the cache miss; Linux's default
+/// transparent-huge-page mode ("madvise") only backs a mapping with 2 MiB pages when asked, so we ask.
+#[derive(Default)]
+struct Table {
+    ptr: Option<std::ptr::NonNull<u32>>,
+    /// Capacity in entries (a multiple of a huge page).
+    cap: usize,
+}
+
+// SAFETY: Table owns its allocation exclusively (like a Vec<u32>).
+unsafe impl Send for Table {}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+impl Table {
+    /// The first `n` entries, zeroed or not (callers overwrite every one they read).
+    fn get(&mut self, n: usize) -> &mut [u32] {
+        if n > self.cap {
+            self.free();
+            let bytes = (n * 4).div_ceil(HUGE_PAGE) * HUGE_PAGE;
+            let layout =
+                std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("valid layout");
+            // SAFETY: the layout has a non-zero size.
+            let raw = unsafe { std::alloc::alloc_zeroed(layout) } as *mut u32;
+            let Some(ptr) = std::ptr::NonNull::new(raw) else {
+                std::alloc::handle_alloc_error(layout)
+            };
+            #[cfg(target_os = "linux")]
+            // SAFETY: [raw, raw + bytes) is our own mapping-aligned allocation; madvise only changes how the kernel
+            // backs it (failure is harmless: we keep 4 KiB pages).
+            unsafe {
+                libc::madvise(raw as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+            }
+            self.ptr = Some(ptr);
+            self.cap = bytes / 4;
+        }
+        match self.ptr {
+            // SAFETY: ptr points to `cap ≥ n` initialised (zeroed at allocation, then only written as u32) entries
+            // that we own, and the &mut self borrow makes the slice unique.
+            Some(p) => unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), n) },
+            None => &mut [],
+        }
+    }
+
+    fn free(&mut self) {
+        if let Some(p) = self.ptr.take() {
+            let layout =
+                std::alloc::Layout::from_size_align(self.cap * 4, HUGE_PAGE).expect("valid layout");
+            // SAFETY: allocated in `get` with exactly this layout.
+            unsafe { std::alloc::dealloc(p.as_ptr() as *mut u8, layout) };
+            self.cap = 0;
+        }
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
+/// Why a block could not be decoded: the reason, for the one-line error the orderer may show.
+pub type BlockError = String;
+
+/// What `decode_block` found, when it did not decode the block itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Decoded and CRC-checked; the stored block CRC.
+    Done(u32),
+    /// A randomised block (bzip2 0.9.0): left to libbz2.
+    Randomised,
+}
+
+/// MSB-first bit reader over a byte slice, with a left-aligned 64-bit buffer refilled 8 bytes at a time.
+/// Bits past the end of `data` read as zero; `consumed()` tells how far the decoder really went, so the caller can
+/// reject a block that ran past its end.
+struct Bits<'a> {
+    data: &'a [u8],
+    /// Next byte of `data` to load into `buf`.
+    pos: usize,
+    /// Unconsumed bits, left-aligned; bits below the `count` valid ones are the stream's next bits or zero.
+    buf: u64,
+    count: u32,
+}
+
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8], skip_bits: u32) -> Self {
+        let mut b = Bits {
+            data,
+            pos: 0,
+            buf: 0,
+            count: 0,
+        };
+        b.refill();
+        b.consume(skip_bits);
+        b
+    }
+
+    /// Make at least 56 bits available.
+    #[inline(always)]
+    fn refill(&mut self) {
+        if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
+            // Branch-free refill (Giesen's "variant 4"): OR in the next 8 bytes below the valid bits; advance by the
+            // whole bytes that fitted. Bits OR-ed in beyond those are the stream's own next bits, loaded again at the
+            // same place by the next refill, so they never disagree.
+            let v = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            self.buf |= v >> self.count;
+            self.pos += ((63 - self.count) >> 3) as usize;
+            self.count |= 56;
+        } else {
+            while self.count <= 56 {
+                let byte = self.data.get(self.pos).copied().unwrap_or(0);
+                self.buf |= (byte as u64) << (56 - self.count);
+                self.count += 8;
+                self.pos += 1;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn peek(&self, n: u32) -> u32 {
+        (self.buf >> (64 - n)) as u32
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        debug_assert!(n <= self.count);
+        self.buf <<= n;
+        self.count -= n;
+    }
+
+    /// `n ≤ 32` bits as a number.
+    #[inline(always)]
+    fn get(&mut self, n: u32) -> u32 {
+        if self.count < n {
+            self.refill();
+        }
+        let v = self.peek(n);
+        self.consume(n);
+        v
+    }
+
+    /// Bits consumed since the start of `data` (may exceed the data's length if the decoder ran past its end).
+    fn consumed(&self) -> u64 {
+        self.pos as u64 * 8 - self.count as u64
+    }
+}
+
+/// One Huffman group's decode tables: libbz2's `limit`/`base`/`perm` plus our 10-bit lookup.
+struct Huffman {
+    /// `fast[bits] = symbol << 5 | length` for codes of at most FAST_BITS bits; 0 when the code is longer (or
+    /// the bits start no code at all, which the slow path then reports).
+    fast: [u16; 1 << FAST_BITS],
+    limit: [i32; TABLE_LEN],
+    base: [i32; TABLE_LEN],
+    perm: [u16; MAX_ALPHA],
+    min_len: u32,
+}
+
+impl Huffman {
+    fn new() -> Self {
+        Huffman {
+            fast: [0; 1 << FAST_BITS],
+            limit: [0; TABLE_LEN],
+            base: [0; TABLE_LEN],
+            perm: [0; MAX_ALPHA],
+            min_len: 0,
+        }
+    }
+
+    /// libbz2's `BZ2_hbCreateDecodeTables`, then the lookup table derived from it.
+    fn build(&mut self, lengths: &[u8]) {
+        let min_len = *lengths.iter().min().expect("alphabet has ≥ 3 symbols") as usize;
+        let max_len = *lengths.iter().max().expect("alphabet has ≥ 3 symbols") as usize;
+        let mut pp = 0;
+        for len in min_len..=max_len {
+            for (sym, &l) in lengths.iter().enumerate() {
+                if l as usize == len {
+                    self.perm[pp] = sym as u16;
+                    pp += 1;
+                }
+            }
+        }
+        self.base = [0; TABLE_LEN];
+        for &l in lengths {
+            self.base[l as usize + 1] += 1;
+        }
+        for i in 1..TABLE_LEN {
+            self.base[i] += self.base[i - 1];
+        }
+        self.limit = [0; TABLE_LEN];
+        let mut vec = 0i32;
+        for i in min_len..=max_len {
+            vec += self.base[i + 1] - self.base[i];
+            self.limit[i] = vec - 1;
+            vec <<= 1;
+        }
+        for i in min_len + 1..=max_len {
+            self.base[i] = ((self.limit[i - 1] + 1) << 1) - self.base[i];
+        }
+        self.min_len = min_len as u32;
+        for pattern in 0..(1u32 << FAST_BITS) {
+            // The slow decode of these 10 bits (followed by anything): does it finish within them?
+            self.fast[pattern as usize] =
+                match self.decode_slow(pattern << (32 - FAST_BITS), FAST_BITS) {
+                    Some((sym, len)) => (sym << 5) | len as u16,
+                    None => 0,
+                };
+        }
+    }
+
+    /// libbz2's decode loop on the next bits (`bits`, left-aligned, of which `avail` are meaningful): the symbol and
+    /// its length, or None if the code is longer than `avail` or invalid.
+    #[inline]
+    fn decode_slow(&self, bits: u32, avail: u32) -> Option<(u16, u32)> {
+        let mut zn = self.min_len;
+        loop {
+            if zn as usize > MAX_CODE_LEN || zn > avail {
+                return None;
+            }
+            let zvec = (bits >> (32 - zn)) as i32;
+            if zvec <= self.limit[zn as usize] {
+                let idx = zvec - self.base[zn as usize];
+                if !(0..MAX_ALPHA as i32).contains(&idx) {
+                    return None;
+                }
+                return Some((self.perm[idx as usize], zn));
+            }
+            zn += 1;
+        }
+    }
+}
+
+/// Decode the block whose magic starts `skip_bits` (< 8) bits into `data` and must end exactly `nbits` bits later
+/// (where the next block's or the end-of-stream magic was found). `level` is the stream header's digit: a block
+/// holds at most `level × 100000` bytes before its first RLE stage is undone. Output is appended to a cleared `out`,
+/// which is not allowed to grow past `max_output` bytes.
+pub fn decode_block(
+    data: &[u8],
+    skip_bits: u32,
+    nbits: u64,
+    level: u8,
+    max_output: usize,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, BlockError> {
+    let mut bits = Bits::new(data, skip_bits);
+    let magic = ((bits.get(24) as u64) << 24) | bits.get(24) as u64;
+    if magic != 0x3141_5926_5359 {
+        return Err("no block magic".into());
+    }
+    let stored_crc = bits.get(32);
+    if bits.get(1) == 1 {
+        return Ok(Outcome::Randomised);
+    }
+    let orig_ptr = bits.get(24) as usize;
+
+    // Which byte values occur: 16 groups of 16.
+    let in_use16 = bits.get(16);
+    let mut seq_to_unseq = [0u8; 256];
+    let mut n_in_use = 0usize;
+    for i in 0..16 {
+        if in_use16 & (0x8000 >> i) != 0 {
+            let word = bits.get(16);
+            for j in 0..16 {
+                if word & (0x8000 >> j) != 0 {
+                    seq_to_unseq[n_in_use] = (i * 16 + j) as u8;
+                    n_in_use += 1;
+                }
+            }
+        }
+    }
+    if n_in_use == 0 {
+        return Err("block uses no byte values".into());
+    }
+    let alpha_size = n_in_use + 2;
+
+    let n_groups = bits.get(3) as usize;
+    if !(2..=MAX_GROUPS).contains(&n_groups) {
+        return Err(format!("{n_groups} Huffman groups (must be 2..6)"));
+    }
+    let n_selectors_read = bits.get(15) as usize;
+    if n_selectors_read < 1 {
+        return Err("no selectors".into());
+    }
+    let mut selectors = Vec::with_capacity(n_selectors_read.min(MAX_SELECTORS));
+    for _ in 0..n_selectors_read {
+        let mut j = 0;
+        while bits.get(1) == 1 {
+            j += 1;
+            if j >= n_groups {
+                return Err("selector out of range".into());
+            }
+        }
+        if selectors.len() < MAX_SELECTORS {
+            selectors.push(j as u8);
+        }
+    }
+    // Undo the selectors' MTF coding.
+    let mut pos: [u8; MAX_GROUPS] = [0, 1, 2, 3, 4, 5];
+    for s in selectors.iter_mut() {
+        let v = *s as usize;
+        let tmp = pos[v];
+        pos.copy_within(0..v, 1);
+        pos[0] = tmp;
+        *s = tmp;
+    }
+
+    // Code lengths, delta-coded per group.
+    let mut tables: Vec<Huffman> = Vec::with_capacity(n_groups);
+    let mut lengths = [0u8; MAX_ALPHA];
+    for _ in 0..n_groups {
+        let mut curr = bits.get(5) as i32;
+        for len in lengths.iter_mut().take(alpha_size) {
+            loop {
+                if !(1..=MAX_CODE_LEN as i32).contains(&curr) {
+                    return Err("code length out of range".into());
+                }
+                if bits.get(1) == 0 {
+                    break;
+                }
+                if bits.get(1) == 0 {
+                    curr += 1;
+                } else {
+                    curr -= 1;
+                }
+            }
+            *len = curr as u8;
+        }
+        let mut h = Huffman::new();
+        h.build(&lengths[..alpha_size]);
+        tables.push(h);
+    }
+
+    // MTF values and RLE2 runs → the BWT's last column, in scratch.ll.
+    let block_max = level as usize * 100_000;
+    let ll = &mut scratch.ll;
+    ll.clear();
+    ll.resize(block_max, 0);
+    let mut counts = [0u32; 256];
+    let eob = (n_in_use + 1) as u16;
+    let mut mtf = seq_to_unseq;
+    let mut nblock = 0usize;
+    let mut group_no = usize::MAX;
+    let mut group_left = 0u32;
+    let mut table = &tables[0];
+
+    // One Huffman symbol, switching tables every 50 symbols as the selectors say.
+    macro_rules! next_symbol {
+        () => {{
+            if group_left == 0 {
+                group_no = group_no.wrapping_add(1);
+                match selectors.get(group_no) {
+                    Some(&s) => table = &tables[s as usize],
+                    None => return Err("more symbols than selectors".into()),
+                }
+                group_left = GROUP_SIZE;
+            }
+            group_left -= 1;
+            if bits.count < MAX_CODE_LEN as u32 {
+                bits.refill();
+            }
+            let e = table.fast[bits.peek(FAST_BITS) as usize];
+            if e != 0 {
+                bits.consume((e & 31) as u32);
+                e >> 5
+            } else {
+                match table.decode_slow(bits.peek(32), 32) {
+                    Some((sym, len)) => {
+                        bits.consume(len);
+                        sym
+                    }
+                    None => return Err("invalid Huffman code".into()),
+                }
+            }
+        }};
+    }
+
+    let mut sym = next_symbol!();
+    loop {
+        if sym == eob {
+            break;
+        }
+        if sym <= 1 {
+            // RUNA/RUNB: a bijective base-2 run length of the front byte.
+            let mut run = 0usize;
+            let mut weight = 1usize;
+            while sym <= 1 {
+                if weight >= 2 * 1024 * 1024 {
+                    return Err("run too long".into());
+                }
+                run += weight << sym;
+                weight <<= 1;
+                sym = next_symbol!();
+            }
+            if nblock + run > block_max {
+                return Err("block longer than the level allows".into());
+            }
+            let uc = mtf[0];
+            counts[uc as usize] += run as u32;
+            ll[nblock..nblock + run].fill(uc);
+            nblock += run;
+            continue;
+        }
+        if nblock >= block_max {
+            return Err("block longer than the level allows".into());
+        }
+        let uc = move_to_front(&mut mtf, (sym - 1) as usize);
+        counts[uc as usize] += 1;
+        ll[nblock] = uc;
+        nblock += 1;
+        sym = next_symbol!();
+    }
+    if bits.consumed() != skip_bits as u64 + nbits {
+        return Err("the block does not end where the next block starts".into());
+    }
+    if orig_ptr >= nblock {
+        return Err(format!(
+            "origPtr {orig_ptr} outside the block ({nblock} bytes)"
+        ));
+    }
+
+    let n = nblock;
+    let tt = scratch.tt.get(n);
+    unbwt(&scratch.ll[..n], &counts, tt);
+    // The walk's output goes back into ll (its last-column contents now live in tt).
+    walk(tt, orig_ptr, &mut scratch.ll[..n], &mut scratch.walk);
+
+    out.clear();
+    undo_rle1(&scratch.ll[..n], max_output, out)?;
+    let crc = crc32(out);
+    if crc != stored_crc {
+        return Err(format!(
+            "block CRC mismatch (stored {stored_crc:08x}, data {crc:08x})"
+        ));
+    }
+    Ok(Outcome::Done(stored_crc))
+}
+
+/// Move `mtf[idx]` to the front and return it. Text mostly hits the first few places: those are shifted inside one
+/// 128-bit register (a `copy_within` is a memmove call per symbol, which cost more than the shift itself).
+#[inline(always)]
+fn move_to_front(mtf: &mut [u8; 256], idx: usize) -> u8 {
+    let head = u128::from_le_bytes(mtf[..16].try_into().expect("16 bytes"));
+    if idx < 16 {
+        let uc = (head >> (8 * idx)) as u8;
+        // Bytes 0..=idx: the old bytes 0..idx moved up one place, then uc in byte 0; bytes above idx unchanged.
+        let upto = if idx == 15 {
+            u128::MAX
+        } else {
+            (1u128 << (8 * (idx + 1))) - 1
+        };
+        let new = (head & !upto) | ((head << 8) & upto) | uc as u128;
+        mtf[..16].copy_from_slice(&new.to_le_bytes());
+        uc
+    } else {
+        let uc = mtf[idx];
+        mtf.copy_within(16..idx, 17);
+        mtf[16] = (head >> 120) as u8;
+        let new = (head << 8) | uc as u128;
+        mtf[..16].copy_from_slice(&new.to_le_bytes());
+        uc
+    }
+}
+
+/// The counting pass of the inverse BWT: `tt[j] = T[j] << 8 | ll[j]`, libbz2's "fast" packing, where T[j] is the
+/// row of the last column that holds the j-th byte of the first column.
+fn unbwt(ll: &[u8], counts: &[u32; 256], tt: &mut [u32]) {
+    // cftab[c] = how many bytes of the block are < c: where c's rows start in the first column.
+    let mut cftab = [0u32; 256];
+    let mut sum = 0u32;
+    for c in 0..256 {
+        cftab[c] = sum;
+        sum += counts[c];
+    }
+    for (t, &c) in tt.iter_mut().zip(ll) {
+        *t = c as u32;
+    }
+    for (i, &c) in ll.iter().enumerate() {
+        // Row i of the last column is the j-th occurrence of c; it precedes row j of the first column.
+        let j = cftab[c as usize];
+        cftab[c as usize] = j + 1;
+        tt[j as usize] |= (i as u32) << 8;
+    }
+}
+
+/// Chains walked at once by `walk`: enough cache misses in flight to cover the latency, few enough that their
+/// state stays in registers and L1.
+const CHAINS: usize = 8;
+/// `walk` cuts a block into pieces of about this many bytes (so ~110 pieces at level 9, spread over CHAINS chains).
+const PIECE: usize = 8192;
+/// Marks a row where a piece starts, in bit 31 of its `tt` entry (T needs 20 bits, the byte 8).
+const MARK: u32 = 1 << 31;
+const ROW_MASK: u32 = (1 << 20) - 1;
+
+/// Where `walk` puts each piece while the chains run.
+#[derive(Default)]
+pub(crate) struct WalkScratch {
+    /// One output area per chain (n bytes each, since one chain may in principle walk the whole block).
+    areas: [Vec<u8>; CHAINS],
+    /// Pieces in the order they were started: (start row, chain, offset in its area, length, row it stopped at).
+    pieces: Vec<(u32, u8, u32, u32, u32)>,
+}
+
+/// The inverse BWT's walk: out[k] = ll[p_k] with p₀ = T[origPtr] and p_{k+1} = T[p_k] — one dependent random load
+/// per byte, so latency, not arithmetic, is its cost (libbz2 and lbzip2 walk one chain).
+///
+/// We walk CHAINS chains at once. Besides p₀ we mark every ~PIECE-th row (in `tt`, bit 31); each marked row starts
+/// a piece that runs until the walk reaches the next marked row. We do not know where in the output a piece lands
+/// until the pieces are linked: the one starting at p₀ comes first, then the one starting at the row it stopped at,
+/// and so on. The chains take pieces from a queue, so they stay busy until the last few. Every row belongs to one
+/// piece, so the chains take n steps in all whatever T is (corrupt data cannot make them loop).
+fn walk(tt: &mut [u32], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScratch) {
+    let n = out.len();
+    let p0 = (tt[orig_ptr] >> 8) & ROW_MASK;
+    // Start rows: p₀ first, then evenly spaced rows (their places in the output are effectively random).
+    let extra = n / PIECE;
+    ws.pieces.clear();
+    let mut starts: Vec<u32> = Vec::with_capacity(extra + 1);
+    starts.push(p0);
+    for i in 1..=extra {
+        let r = (i * n / (extra + 1)) as u32;
+        if r != p0 {
+            starts.push(r);
+        }
+    }
+    for &r in &starts {
+        tt[r as usize] |= MARK;
+    }
+    for area in ws.areas.iter_mut() {
+        if area.len() < n {
+            area.resize(n, 0);
+        }
+    }
+
+    // Chain state: current row, piece index, write position in its area; `None` once the queue is empty.
+    let mut row = [0u32; CHAINS];
+    let mut piece = [usize::MAX; CHAINS];
+    let mut pos = [0usize; CHAINS];
+    let mut next_start = 0usize;
+    let mut active = 0usize;
+
+    // Give chain `c` the next queued piece: take its first step here (its start row carries the mark it must not
+    // stop at). Returns whether a piece was left.
+    let mut start_piece = |c: usize,
+                           row: &mut [u32; CHAINS],
+                           piece: &mut [usize; CHAINS],
+                           pos: &[usize; CHAINS],
+                           pieces: &mut Vec<(u32, u8, u32, u32, u32)>,
+                           areas: &mut [Vec<u8>; CHAINS]|
+     -> bool {
+        let Some(&r) = starts.get(next_start) else {
+            return false;
+        };
+        next_start += 1;
+        let x = tt[r as usize];
+        areas[c][pos[c]] = x as u8;
+        row[c] = (x >> 8) & ROW_MASK;
+        piece[c] = pieces.len();
+        pieces.push((r, c as u8, pos[c] as u32, 1, u32::MAX));
+        true
+    };
+    for c in 0..CHAINS {
+        if start_piece(c, &mut row, &mut piece, &pos, &mut ws.pieces, &mut ws.areas) {
+            pos[c] += 1;
+            active += 1;
+        }
+    }
+    while active > 0 {
+        for c in 0..CHAINS {
+            if piece[c] == usize::MAX {
+                continue;
+            }
+            let x = tt[row[c] as usize];
+            if x & MARK != 0 {
+                // Reached the start of another piece: this one is complete.
+                let p = &mut ws.pieces[piece[c]];
+                p.3 = pos[c] as u32 - p.2;
+                p.4 = row[c];
+                if start_piece(c, &mut row, &mut piece, &pos, &mut ws.pieces, &mut ws.areas) {
+                    pos[c] += 1;
+                } else {
+                    piece[c] = usize::MAX;
+                    active -= 1;
+                }
+                continue;
+            }
+            // A chain visits each row at most once, so it never writes past n.
+            ws.areas[c][pos[c]] = x as u8;
+            pos[c] += 1;
+            row[c] = (x >> 8) & ROW_MASK;
+        }
+    }
+    for &r in &starts {
+        tt[r as usize] &= !MARK;
+    }
+
+    // Link the pieces: p₀'s first, then each one starting where the previous stopped, until the walk is back at p₀.
+    ws.pieces.sort_unstable_by_key(|p| p.0);
+    let mut at = 0usize;
+    let mut r = p0;
+    loop {
+        let Ok(i) = ws.pieces.binary_search_by_key(&r, |p| p.0) else {
+            unreachable!("only start rows are marked, so every piece stops at the start of another")
+        };
+        let (_, c, off, len, stop) = ws.pieces[i];
+        let (off, len) = (off as usize, len as usize);
+        out[at..at + len].copy_from_slice(&ws.areas[c as usize][off..off + len]);
+        at += len;
+        r = stop;
+        if r == p0 {
+            break;
+        }
+    }
+    // p₀'s cycle is `at` rows long. It is all n rows unless the block is periodic ("aaa", "abab"...): bzip2's
+    // stable sort then leaves T with several identical cycles, and libbz2's walk of n steps simply goes round p₀'s
+    // cycle again. Do the same (pieces in the other cycles were walked for nothing).
+    let cycle = at;
+    while at < n {
+        let take = cycle.min(n - at);
+        out.copy_within(0..take, at);
+        at += take;
+    }
+}
+
+/// Undo bzip2's first stage: after 4 equal bytes comes a count (0..=255) of further copies. Runs start afresh after
+/// each count byte, and a block may end right after 4 equal bytes (libbz2 accepts that too).
+fn undo_rle1(pre: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<(), BlockError> {
+    out.reserve(pre.len() + pre.len() / 8);
+    let mut i = 0;
+    let n = pre.len();
+    while i < n {
+        // Copy a stretch with no 4 equal bytes in a row. A run of 4 starting at k needs pre[k] == pre[k+3]; test
+        // that first (rarely true in text), then the middle two.
+        let start = i;
+        let mut k = i;
+        let run_at = loop {
+            if k + 3 >= n {
+                break None;
+            }
+            if pre[k] == pre[k + 3] && pre[k] == pre[k + 1] && pre[k] == pre[k + 2] {
+                break Some(k);
+            }
+            k += 1;
+        };
+        match run_at {
+            None => {
+                out.extend_from_slice(&pre[start..]);
+                i = n;
+            }
+            Some(k) => {
+                out.extend_from_slice(&pre[start..k + 4]);
+                if let Some(&extra) = pre.get(k + 4) {
+                    let c = pre[k];
+                    out.resize(out.len() + extra as usize, c);
+                    i = k + 5;
+                } else {
+                    i = n;
+                }
+            }
+        }
+        if out.len() > max_output {
+            return Err(format!("block decodes to more than {max_output} bytes"));
+        }
+    }
+    Ok(())
+}
+
+const CRC_POLY: u32 = 0x04C1_1DB7;
+
+/// Slicing-by-8 tables for bzip2's CRC-32 (MSB-first, polynomial 0x04C11DB7).
+static CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = (i as u32) << 24;
+        let mut b = 0;
+        while b < 8 {
+            c = if c & 0x8000_0000 != 0 {
+                (c << 1) ^ CRC_POLY
+            } else {
+                c << 1
+            };
+            b += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev << 8) ^ t[0][(prev >> 24) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// bzip2's block CRC of `data` (init all ones, final complement).
+pub fn crc32(data: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
+    let mut crc = 0xFFFF_FFFFu32;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let a = u32::from_be_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let b = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
+        crc = t[7][(a >> 24) as usize]
+            ^ t[6][((a >> 16) & 0xFF) as usize]
+            ^ t[5][((a >> 8) & 0xFF) as usize]
+            ^ t[4][(a & 0xFF) as usize]
+            ^ t[3][(b >> 24) as usize]
+            ^ t[2][((b >> 16) & 0xFF) as usize]
+            ^ t[1][((b >> 8) & 0xFF) as usize]
+            ^ t[0][(b & 0xFF) as usize];
+    }
+    for &byte in chunks.remainder() {
+        crc = (crc << 8) ^ t[0][((crc >> 24) ^ byte as u32) as usize];
+    }
+    !crc
+}
+
+#[cfg(test)]
+#[path = "bz2_decode_tests.rs"]
+mod tests;
