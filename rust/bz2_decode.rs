@@ -394,27 +394,19 @@ pub fn decode_block(
     let eob = (n_in_use + 1) as u16;
     let mut mtf = seq_to_unseq;
     let mut nblock = 0usize;
-    let mut group_no = usize::MAX;
-    let mut group_left = 0u32;
-    let mut table = &tables[0];
-
-    // One Huffman symbol, switching tables every 50 symbols as the selectors say.
-    macro_rules! next_symbol {
-        () => {{
-            if group_left == 0 {
-                group_no = group_no.wrapping_add(1);
-                match selectors.get(group_no) {
-                    Some(&s) => table = &tables[s as usize],
-                    None => return Err("more symbols than selectors".into()),
-                }
-                group_left = GROUP_SIZE;
-            }
-            group_left -= 1;
+    // Pending RUNA/RUNB digits: a bijective base-2 run length of the front byte, flushed at the next other symbol.
+    let mut run = 0usize;
+    let mut weight = 1usize;
+    let mut saw_eob = false;
+    'groups: for &sel in &selectors {
+        // Each selector picks the table for the next 50 symbols.
+        let table = &tables[sel as usize];
+        for _ in 0..GROUP_SIZE {
             if bits.count < MAX_CODE_LEN as u32 {
                 bits.refill();
             }
             let e = table.fast[bits.peek(FAST_BITS) as usize];
-            if e != 0 {
+            let sym = if e != 0 {
                 bits.consume((e & 31) as u32);
                 e >> 5
             } else {
@@ -425,44 +417,41 @@ pub fn decode_block(
                     }
                     None => return Err("invalid Huffman code".into()),
                 }
-            }
-        }};
-    }
-
-    let mut sym = next_symbol!();
-    loop {
-        if sym == eob {
-            break;
-        }
-        if sym <= 1 {
-            // RUNA/RUNB: a bijective base-2 run length of the front byte.
-            let mut run = 0usize;
-            let mut weight = 1usize;
-            while sym <= 1 {
+            };
+            if sym <= 1 {
                 if weight >= 2 * 1024 * 1024 {
                     return Err("run too long".into());
                 }
                 run += weight << sym;
                 weight <<= 1;
-                sym = next_symbol!();
+                continue;
             }
-            if nblock + run > block_max {
+            if run > 0 {
+                let uc = mtf[0];
+                let Some(dst) = ll.get_mut(nblock..nblock + run) else {
+                    return Err("block longer than the level allows".into());
+                };
+                dst.fill(uc);
+                counts[uc as usize] += run as u32;
+                nblock += run;
+                run = 0;
+                weight = 1;
+            }
+            if sym == eob {
+                saw_eob = true;
+                break 'groups;
+            }
+            let uc = move_to_front(&mut mtf, (sym - 1) as usize);
+            let Some(dst) = ll.get_mut(nblock) else {
                 return Err("block longer than the level allows".into());
-            }
-            let uc = mtf[0];
-            counts[uc as usize] += run as u32;
-            ll[nblock..nblock + run].fill(uc);
-            nblock += run;
-            continue;
+            };
+            *dst = uc;
+            counts[uc as usize] += 1;
+            nblock += 1;
         }
-        if nblock >= block_max {
-            return Err("block longer than the level allows".into());
-        }
-        let uc = move_to_front(&mut mtf, (sym - 1) as usize);
-        counts[uc as usize] += 1;
-        ll[nblock] = uc;
-        nblock += 1;
-        sym = next_symbol!();
+    }
+    if !saw_eob {
+        return Err("more symbols than selectors".into());
     }
     if bits.consumed() != skip_bits as u64 + nbits {
         return Err("the block does not end where the next block starts".into());
