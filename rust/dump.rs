@@ -254,21 +254,22 @@ const PAGE_CLOSE: &[u8] = b"</page>";
 const ROOT_CLOSE: &[u8] = b"</mediawiki>";
 
 /// Cuts the ordered decoded byte stream into page-aligned chunks: push bytes in (any piece size), get out the header
-/// (once) and chunks that each hold only whole `<page>…</page>` elements, cut right after a `</page>` once a chunk
-/// has reached `target_chunk_bytes` (a page larger than that makes a chunk of its own).
+/// (once) and chunks that each hold only whole `<page>…</page>` elements, cut right after the first `</page>` that
+/// ends at or past `target_chunk_bytes` into the chunk (a page larger than that makes a chunk of its own).
 ///
-/// Cost: each byte is searched once (the search resumes where it stopped, minus the length of the needle) and
-/// copied at most twice (into the buffer, then into its chunk), whatever the piece sizes.
+/// Cost: each byte is copied once, straight into the chunk it belongs to (the chunk being built is the buffer, and
+/// it is handed out as is); only the bytes where a cut may fall are searched (`</page>` that end before the target
+/// cannot end a chunk), plus a few bytes where a `</page>` straddles two pushes.
 pub struct PageSplitter {
     target: usize,
+    /// Before the header is complete: everything so far. After: the chunk being built (whole pages, then the start
+    /// of the page that is still open).
     buf: Vec<u8>,
     /// Decoded offset of `buf[0]`.
     buf_offset: u64,
     header_done: bool,
-    /// Where the next search for `<page>` / `</page>` starts in `buf`.
+    /// `buf` has been searched up to here (a needle starting before it is ruled out or irrelevant).
     scan_from: usize,
-    /// End (in `buf`) of the last `</page>` found: `buf[..last_cut]` holds only whole pages.
-    last_cut: usize,
     close_finder: memmem::Finder<'static>,
     open_finder: memmem::Finder<'static>,
 }
@@ -281,7 +282,6 @@ impl PageSplitter {
             buf_offset: 0,
             header_done: false,
             scan_from: 0,
-            last_cut: 0,
             close_finder: memmem::Finder::new(PAGE_CLOSE),
             open_finder: memmem::Finder::new(PAGE_OPEN),
         }
@@ -290,38 +290,80 @@ impl PageSplitter {
     /// Feed bytes; returns completed items in stream order (the header first, once it is complete).
     pub fn push(&mut self, data: &[u8]) -> Vec<SplitItem> {
         let mut out = Vec::new();
-        self.buf.extend_from_slice(data);
-        if !self.header_done {
-            match self.open_finder.find(&self.buf[self.scan_from..]) {
-                Some(i) => {
-                    let at = self.scan_from + i;
-                    out.push(SplitItem::Header { bytes: self.buf[..at].to_vec() });
-                    self.consume(at);
-                    self.header_done = true;
-                }
-                None => {
-                    self.scan_from = self.buf.len().saturating_sub(PAGE_OPEN.len() - 1);
-                    return out;
-                }
-            }
+        if self.header_done {
+            self.append(data, &mut out);
+            return out;
         }
-        loop {
-            match self.close_finder.find(&self.buf[self.scan_from..]) {
-                Some(i) => {
-                    self.last_cut = self.scan_from + i + PAGE_CLOSE.len();
-                    self.scan_from = self.last_cut;
-                    if self.last_cut >= self.target {
-                        out.push(self.take_chunk());
-                    }
-                }
-                None => {
-                    self.scan_from =
-                        self.buf.len().saturating_sub(PAGE_CLOSE.len() - 1).max(self.last_cut);
-                    break;
-                }
+        self.buf.extend_from_slice(data);
+        match self.open_finder.find(&self.buf[self.scan_from..]) {
+            Some(i) => {
+                let at = self.scan_from + i;
+                out.push(SplitItem::Header { bytes: self.buf[..at].to_vec() });
+                self.header_done = true;
+                // The pages that came with the header go through the chunk logic like any later bytes (once per file).
+                let pages = self.buf.split_off(at);
+                self.buf_offset += at as u64;
+                self.buf = Vec::with_capacity(self.chunk_capacity());
+                self.scan_from = 0;
+                self.append(&pages, &mut out);
             }
+            None => self.scan_from = self.buf.len().saturating_sub(PAGE_OPEN.len() - 1),
         }
         out
+    }
+
+    /// Room for a chunk: the target plus a page or so, so it rarely grows (a copy) before it is cut.
+    fn chunk_capacity(&self) -> usize {
+        self.target.saturating_add(self.target / 4).min(64 << 20)
+    }
+
+    /// Append page bytes to the chunk being built, cutting (possibly several times) at the end of the first `</page>`
+    /// that starts at or after `target - len("</page>")` in the chunk.
+    fn append(&mut self, mut rest: &[u8], out: &mut Vec<SplitItem>) {
+        const NEEDLE: usize = PAGE_CLOSE.len();
+        while !rest.is_empty() {
+            let len = self.buf.len();
+            let from = self.target.saturating_sub(NEEDLE).max(self.scan_from);
+            // End (as an index into `rest`) of the `</page>` that ends this chunk, if it is in these bytes.
+            let end = if from < len {
+                // Everything in `buf` from `from` on was searched except its last NEEDLE-1 bytes, where a `</page>`
+                // may start and continue into `rest`: look at those bytes and the head of `rest` together.
+                let t0 = from.max(len.saturating_sub(NEEDLE - 1));
+                let (tl, hl) = (len - t0, rest.len().min(NEEDLE - 1));
+                let mut window = [0u8; 2 * (NEEDLE - 1)];
+                window[..tl].copy_from_slice(&self.buf[t0..]);
+                window[tl..tl + hl].copy_from_slice(&rest[..hl]);
+                // A match in the window starts in its `buf` part (the `rest` part is shorter than the needle).
+                match self.close_finder.find(&window[..tl + hl]) {
+                    Some(p) => Some(p + NEEDLE - tl),
+                    None => self.close_finder.find(rest).map(|j| j + NEEDLE),
+                }
+            } else {
+                let skip = from - len;
+                if skip >= rest.len() {
+                    None
+                } else {
+                    self.close_finder.find(&rest[skip..]).map(|j| skip + j + NEEDLE)
+                }
+            };
+            match end {
+                Some(end) => {
+                    self.buf.extend_from_slice(&rest[..end]);
+                    let fresh = Vec::with_capacity(self.chunk_capacity());
+                    let bytes = std::mem::replace(&mut self.buf, fresh);
+                    let offset = self.buf_offset;
+                    self.buf_offset += bytes.len() as u64;
+                    self.scan_from = 0;
+                    out.push(SplitItem::Pages { offset, bytes });
+                    rest = &rest[end..];
+                }
+                None => {
+                    self.buf.extend_from_slice(rest);
+                    self.scan_from = self.buf.len().saturating_sub(NEEDLE - 1);
+                    return;
+                }
+            }
+        }
     }
 
     /// End of input: returns the last chunk (if any pages remain) and checks the stream ended properly: an error
@@ -346,8 +388,13 @@ impl PageSplitter {
             self.consume(self.buf.len());
             return Ok(out);
         }
-        if self.last_cut > 0 {
-            out.push(self.take_chunk());
+        // The last chunk: up to the last `</page>`.
+        if let Some(i) = memmem::rfind(&self.buf, PAGE_CLOSE) {
+            let tail = self.buf.split_off(i + PAGE_CLOSE.len());
+            let bytes = std::mem::replace(&mut self.buf, tail);
+            let offset = self.buf_offset;
+            self.buf_offset += bytes.len() as u64;
+            out.push(SplitItem::Pages { offset, bytes });
         }
         // What is left must be whitespace and </mediawiki>.
         let tail = &self.buf[..];
@@ -387,19 +434,11 @@ impl PageSplitter {
         self.buf.len()
     }
 
-    fn take_chunk(&mut self) -> SplitItem {
-        let cut = self.last_cut;
-        let item = SplitItem::Pages { offset: self.buf_offset, bytes: self.buf[..cut].to_vec() };
-        self.consume(cut);
-        item
-    }
-
     /// Drop `buf[..n]`, keeping offsets and search positions consistent.
     fn consume(&mut self, n: usize) {
         self.buf.drain(..n);
         self.buf_offset += n as u64;
         self.scan_from = self.scan_from.saturating_sub(n);
-        self.last_cut = self.last_cut.saturating_sub(n);
     }
 }
 
@@ -1001,6 +1040,50 @@ mod tests {
             assert_eq!((&p.title, &p.redirect, p.revid, &p.text, p.ns), (&q.title, &q.redirect, q.revid, &q.text, q.ns));
         }
         assert_eq!(pages.iter().filter(|p| is_redirect(p)).count(), 1);
+    }
+
+    /// The chunk boundaries an obviously correct splitter makes on the whole input at once: after the header, each
+    /// chunk ends right after the first `</page>` that ends at or past `target` bytes into it; the last chunk ends
+    /// at the last `</page>`.
+    fn reference_cuts(xml: &[u8], target: usize) -> Vec<(u64, usize)> {
+        let mut start = memmem::find(xml, PAGE_OPEN).unwrap();
+        let ends: Vec<usize> = memmem::find_iter(xml, PAGE_CLOSE).map(|i| i + PAGE_CLOSE.len()).collect();
+        let mut cuts = Vec::new();
+        for &e in &ends {
+            if e - start >= target {
+                cuts.push((start as u64, e - start));
+                start = e;
+            }
+        }
+        if let Some(&last) = ends.last() {
+            if last > start {
+                cuts.push((start as u64, last - start));
+            }
+        }
+        cuts
+    }
+
+    #[test]
+    fn chunk_boundaries_match_the_reference_for_any_piece_size() {
+        // Piece sizes around the needle length catch a `</page>` straddling two pushes at every position.
+        let xml = sample_xml();
+        let cut = memmem::find_iter(&xml, b"</page>").nth(30).unwrap() + 7;
+        let mut prefix = xml[..cut].to_vec();
+        prefix.extend_from_slice(b"\n</mediawiki>\n");
+        for target in [1usize, 6, 7, 8, 5_000, 100_000, 1 << 20] {
+            let want = reference_cuts(&prefix, target);
+            for piece in [1usize, 2, 3, 5, 6, 7, 8, 9, 13, 4096, 65_536, 1 << 20] {
+                let (_, chunks) = split_all(&prefix, piece, target);
+                let got: Vec<(u64, usize)> = chunks.iter().map(|(o, c)| (*o, c.len())).collect();
+                assert_eq!(got, want, "piece {} target {}", piece, target);
+                for (o, c) in &chunks {
+                    assert_eq!(&prefix[*o as usize..*o as usize + c.len()], &c[..]);
+                }
+            }
+        }
+        let (_, chunks) = split_all(&xml, 1 << 20, 1 << 20);
+        let got: Vec<(u64, usize)> = chunks.iter().map(|(o, c)| (*o, c.len())).collect();
+        assert_eq!(got, reference_cuts(&xml, 1 << 20));
     }
 
     #[test]
