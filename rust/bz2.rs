@@ -554,15 +554,20 @@ fn decode_block(seg: &Segment, scratch: &mut BlockScratch, out: &mut Vec<u8>) ->
         return Err("block too short".into());
     }
     let cap = max_block_output(seg.level);
-    let native = bz2_decode::decode_block(
-        &seg.data,
-        (seg.start_bit % 8) as u32,
-        seg.bits(),
-        seg.level,
-        cap,
-        &mut scratch.native,
-        out,
-    );
+    // The orderer calls this outside the workers' panic guard; a panic in the native decoder (none is known: its
+    // tests feed it mutated blocks) must cost only the fallback, not the process.
+    let native = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bz2_decode::decode_block(
+            &seg.data,
+            (seg.start_bit % 8) as u32,
+            seg.bits(),
+            seg.level,
+            cap,
+            &mut scratch.native,
+            out,
+        )
+    }))
+    .unwrap_or_else(|_| Err("the native block decoder panicked".into()));
     match native {
         Ok(bz2_decode::Outcome::Done(crc)) => Ok(crc),
         Ok(bz2_decode::Outcome::Randomised) => decode_block_libbz2(seg, &mut scratch.stream, out),

@@ -382,3 +382,46 @@ fn periodic_blocks() {
         }
     }
 }
+
+#[test]
+fn mutated_blocks_never_panic_or_pass() {
+    // Random multi-byte damage, insertions, deletions and cuts of real blocks: every outcome is an error (or the
+    // randomised flag), never a panic, a hang or a wrong block accepted.
+    let (bz, start, end) = one_block();
+    let from = (start / 8) as usize;
+    let skip = (start % 8) as u32;
+    let block = &bz[from..(end / 8) as usize + 1];
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let mut r = rng(99);
+    for round in 0..400 {
+        let mut bad = block.to_vec();
+        match round % 4 {
+            0 => {
+                for _ in 0..1 + r() % 8 {
+                    let at = 6 + (r() % (bad.len() as u64 - 6)) as usize;
+                    bad[at] = r() as u8;
+                }
+            }
+            1 => {
+                let at = 6 + (r() % (bad.len() as u64 - 6)) as usize;
+                bad.insert(at, r() as u8);
+            }
+            2 => {
+                let at = 6 + (r() % (bad.len() as u64 - 6)) as usize;
+                bad.remove(at);
+            }
+            _ => bad.truncate(6 + (r() % (bad.len() as u64 - 6)) as usize),
+        }
+        // Any other end: must not panic, whatever it returns.
+        let _ = decode_block(&bad, skip, bad.len() as u64 * 8 - skip as u64, 1, 50_000_000, &mut scratch, &mut out);
+        // The real end: rejected unless the damage left the block's own bits as they were (e.g. a byte inserted
+        // into a run of equal bytes, or damage past its last bit).
+        let nbits = end - start;
+        let intact = (0..nbits).all(|k| bits_at(&bad, skip as u64 + k, 1) == bits_at(block, skip as u64 + k, 1));
+        let res = decode_block(&bad, skip, nbits, 1, 50_000_000, &mut scratch, &mut out);
+        if !intact {
+            assert!(!matches!(res, Ok(Outcome::Done(_))), "round {round}: a damaged block was accepted");
+        }
+    }
+}
