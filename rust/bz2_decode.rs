@@ -538,7 +538,8 @@ const ROW_MASK: u32 = (1 << 20) - 1;
 /// Where `walk` puts each piece while the chains run.
 #[derive(Default)]
 pub(crate) struct WalkScratch {
-    /// One output area per chain (n bytes each, since one chain may in principle walk the whole block).
+    /// One output area per chain. Each has room for n bytes (one chain may in principle walk the whole block) but is
+    /// filled by pushing, so only the ~n / CHAINS bytes a chain really writes are ever touched (resident memory).
     areas: [Vec<u8>; CHAINS],
     /// Pieces in the order they were started: (start row, chain, offset in its area, length, row it stopped at).
     pieces: Vec<(u32, u8, u32, u32, u32)>,
@@ -570,15 +571,13 @@ fn walk(tt: &mut [u32], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScratch) {
         tt[r as usize] |= MARK;
     }
     for area in ws.areas.iter_mut() {
-        if area.len() < n {
-            area.resize(n, 0);
-        }
+        area.clear();
+        area.reserve(n);
     }
 
-    // Chain state: current row, piece index, write position in its area; `None` once the queue is empty.
+    // Chain state: current row, and the piece it is walking (usize::MAX once the queue is empty).
     let mut row = [0u32; CHAINS];
     let mut piece = [usize::MAX; CHAINS];
-    let mut pos = [0usize; CHAINS];
     let mut next_start = 0usize;
     let mut active = 0usize;
 
@@ -587,7 +586,6 @@ fn walk(tt: &mut [u32], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScratch) {
     let mut start_piece = |c: usize,
                            row: &mut [u32; CHAINS],
                            piece: &mut [usize; CHAINS],
-                           pos: &[usize; CHAINS],
                            pieces: &mut Vec<(u32, u8, u32, u32, u32)>,
                            areas: &mut [Vec<u8>; CHAINS]|
      -> bool {
@@ -596,15 +594,14 @@ fn walk(tt: &mut [u32], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScratch) {
         };
         next_start += 1;
         let x = tt[r as usize];
-        areas[c][pos[c]] = x as u8;
+        pieces.push((r, c as u8, areas[c].len() as u32, 0, u32::MAX));
+        areas[c].push(x as u8);
         row[c] = (x >> 8) & ROW_MASK;
-        piece[c] = pieces.len();
-        pieces.push((r, c as u8, pos[c] as u32, 1, u32::MAX));
+        piece[c] = pieces.len() - 1;
         true
     };
     for c in 0..CHAINS {
-        if start_piece(c, &mut row, &mut piece, &pos, &mut ws.pieces, &mut ws.areas) {
-            pos[c] += 1;
+        if start_piece(c, &mut row, &mut piece, &mut ws.pieces, &mut ws.areas) {
             active += 1;
         }
     }
@@ -617,19 +614,16 @@ fn walk(tt: &mut [u32], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScratch) {
             if x & MARK != 0 {
                 // Reached the start of another piece: this one is complete.
                 let p = &mut ws.pieces[piece[c]];
-                p.3 = pos[c] as u32 - p.2;
+                p.3 = ws.areas[c].len() as u32 - p.2;
                 p.4 = row[c];
-                if start_piece(c, &mut row, &mut piece, &pos, &mut ws.pieces, &mut ws.areas) {
-                    pos[c] += 1;
-                } else {
+                if !start_piece(c, &mut row, &mut piece, &mut ws.pieces, &mut ws.areas) {
                     piece[c] = usize::MAX;
                     active -= 1;
                 }
                 continue;
             }
-            // A chain visits each row at most once, so it never writes past n.
-            ws.areas[c][pos[c]] = x as u8;
-            pos[c] += 1;
+            // A chain visits each row at most once, so it never pushes past the n bytes reserved (no reallocation).
+            ws.areas[c].push(x as u8);
             row[c] = (x >> 8) & ROW_MASK;
         }
     }
