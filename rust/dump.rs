@@ -497,6 +497,40 @@ fn push_xml_ref(out: &mut String, name: &str) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// Character data as the event loop would deliver it (text split at references, each piece EOL-normalized as XML 1.0
+/// says: "\r\n" and a lone "\r" become "\n"; references resolved by `push_xml_ref`), appended to `out`. `text`
+/// holds no '<'. False, with `out` partly written, on anything the event loop rejects (a reference `push_xml_ref`
+/// refuses, a '&' without its ';'): the caller leaves that text to the event loop, which reports it.
+fn decode_xml_text(text: &str, out: &mut String) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut copy_from = 0;
+    while let Some(j) = memchr::memchr2(b'&', b'\r', &b[i..]) {
+        let k = i + j;
+        if b[k] == b'\r' {
+            out.push_str(&text[copy_from..k]);
+            out.push('\n');
+            i = if b.get(k + 1) == Some(&b'\n') { k + 2 } else { k + 1 };
+            copy_from = i;
+            continue;
+        }
+        match memchr::memchr2(b';', b'&', &b[k + 1..]) {
+            Some(m) if b[k + 1 + m] == b';' => {
+                out.push_str(&text[copy_from..k]);
+                if push_xml_ref(out, &text[k + 1..k + 1 + m]).is_err() {
+                    return false;
+                }
+                i = k + 1 + m + 1;
+                copy_from = i;
+            }
+            // A '&' with no ';' before the next '&' or markup: quick-xml's "unclosed reference" error.
+            _ => return false,
+        }
+    }
+    out.push_str(&text[copy_from..]);
+    true
+}
+
 fn attr_value(e: &BytesStart, name: &str) -> std::result::Result<Option<String>, String> {
     match e.try_get_attribute(name) {
         Ok(Some(a)) => a
@@ -658,6 +692,12 @@ struct PageBuilder {
 /// `chunk[0]`). Malformed XML, a page without `<id>`/`<title>`/`<ns>`, or stray text between elements →
 /// `Error::Xml` with the decoded offset and the page id when known.
 pub fn parse_pages(chunk: &[u8], offset: u64, path: &Path) -> Result<Vec<Page>> {
+    parse_pages_with(chunk, offset, path, true)
+}
+
+/// `parse_pages`; with `fast_text` false the wikitext goes through quick-xml's events like every other element (the
+/// reference the tests hold the fast path to).
+fn parse_pages_with(chunk: &[u8], offset: u64, path: &Path, fast_text: bool) -> Result<Vec<Page>> {
     let text = check_utf8(chunk, offset, path)?;
     let mut reader = Reader::from_str(text);
     let mut pages = Vec::new();
@@ -711,6 +751,21 @@ pub fn parse_pages(chunk: &[u8], offset: u64, path: &Path) -> Result<Vec<Page>> 
                             // cannot ask for more memory than the input holds.
                             let hint = attr_value(&e, "bytes").ok().flatten().and_then(|b| b.parse::<usize>().ok());
                             p.text = Some(String::with_capacity(hint.unwrap_or(0).min(chunk.len())));
+                        }
+                    }
+                    // The wikitext is most of the dump: decode it up to the next markup ('<' is always escaped
+                    // inside it, so that is normally `</text>`) in one pass here instead of as quick-xml events, one
+                    // per entity, each checked for UTF-8 again. The reader then skips those bytes (its positions stay
+                    // right) and reads what follows as usual. Anything the fast path does not accept (an undefined
+                    // entity, no markup after the text) is left to the event loop, which reports it as before.
+                    let at = reader.buffer_position() as usize;
+                    if let Some(lt) = memchr::memchr(b'<', &chunk[at..]).filter(|_| fast_text) {
+                        let t = p.text.as_mut().unwrap();
+                        let mark = t.len();
+                        if decode_xml_text(&text[at..at + lt], t) {
+                            std::io::BufRead::consume(&mut reader.stream(), lt);
+                        } else {
+                            t.truncate(mark);
                         }
                     }
                 }
@@ -1084,6 +1139,55 @@ mod tests {
         let (_, chunks) = split_all(&xml, 1 << 20, 1 << 20);
         let got: Vec<(u64, usize)> = chunks.iter().map(|(o, c)| (*o, c.len())).collect();
         assert_eq!(got, reference_cuts(&xml, 1 << 20));
+    }
+
+    fn page_key(p: &Page) -> (u64, i64, &str, Option<&str>, Option<u64>, &str, u64) {
+        (p.id, p.ns, &p.title, p.redirect.as_deref(), p.revid, &p.text, p.offset)
+    }
+
+    #[test]
+    fn fast_text_path_matches_the_event_loop() {
+        // The sample, then wikitext with every kind of character data: references of each kind, lone '&', CR/CRLF,
+        // CDATA and comments inside <text>, undefined entities (an error either way, at the same offset).
+        let xml = sample_xml();
+        let (_, chunks) = split_all(&xml, 1 << 16, 1 << 20);
+        for (off, c) in &chunks {
+            let fast = parse_pages_with(c, *off, Path::new("s"), true).unwrap();
+            let slow = parse_pages_with(c, *off, Path::new("s"), false).unwrap();
+            assert_eq!(fast.iter().map(page_key).collect::<Vec<_>>(), slow.iter().map(page_key).collect::<Vec<_>>());
+        }
+        let bodies = [
+            "",
+            "plain",
+            "a &amp; b &lt;ref&gt;x&lt;/ref&gt; &quot;q&quot; &apos;s",
+            "&#65;&#x42;&#X43; &#233;",
+            "lone & amp; and && and &;",
+            "end with &",
+            "end with &amp",
+            "&amp;nbsp; second round stays",
+            "line\r\nline\rline\n\r\r\nx\r",
+            "cr before ref\r&amp;\r\n",
+            "before<![CDATA[<b>&amp;</b>]]>after &amp;",
+            "before<!-- c -->after",
+            "bad &nbsp; entity",
+            "bad &#xZZ; ref",
+            "bad &#0; ref",
+            "é ж 𐀟 &amp; é",
+        ];
+        for body in bodies {
+            let page = format!(
+                "  <page>\n    <title>T</title>\n    <ns>0</ns>\n    <id>9</id>\n    <revision>\n      <id>3</id>\n      \
+                 <text bytes=\"5\" xml:space=\"preserve\">{}</text>\n    </revision>\n  </page>\n",
+                body
+            );
+            let fast = parse_pages_with(page.as_bytes(), 100, Path::new("p"), true);
+            let slow = parse_pages_with(page.as_bytes(), 100, Path::new("p"), false);
+            match (fast, slow) {
+                (Ok(f), Ok(s)) => assert_eq!(page_key(&f[0]), page_key(&s[0]), "{:?}", body),
+                (Err(f), Err(s)) => assert_eq!(f.to_string(), s.to_string(), "{:?}", body),
+                (f, s) => panic!("{:?}: fast {:?} slow {:?}", body, f.map(|v| v.len()), s.map(|v| v.len())),
+            }
+        }
     }
 
     #[test]
