@@ -88,6 +88,29 @@ def test_real_dumpstatus_table(real_status):
     assert e.shard_bytes == pytest.approx(2 * e.tokens, abs=2)
 
 
+def test_text_and_token_ratios_are_what_add_makes_of_the_sample(tmp_path):
+    # the estimates describe wikigpt's own output: recompute both ratios with the Rust pipeline on the sample
+    from wikigpt import _core
+
+    raw = _core.build_shards([str(SAMPLE)], str(tmp_path), 0.005, 100_000_000, 1, [0], False, 200, True, True, False,
+                             _core.ProgressHandle())
+    (st,) = json.loads(raw)["stats"]
+    assert st["text_bytes"] / st["xml_bytes"] == pytest.approx(dumps.TEXT_PER_XML, abs=5e-4)
+    assert st["text_bytes"] / st["tokens"] == pytest.approx(dumps.BYTES_PER_TOKEN, abs=5e-4)
+    # and the shard estimate for the sample's own size is within 1% of the shards add writes
+    shards = sum(p.stat().st_size for p in tmp_path.glob("*.bin"))
+    assert dumps.estimate(SAMPLE.stat().st_size).shard_bytes == pytest.approx(shards, rel=0.01)
+
+
+def test_add_time_estimate_is_measured_here():
+    speed = dumps.add_speed()
+    assert speed is not None and 1e6 < speed < 1e10  # bytes of XML per second per thread, measured just now
+    one, four = dumps.add_seconds(10**9, 1), dumps.add_seconds(10**9, 4)
+    assert one == pytest.approx(dumps.estimate(10**9).xml / speed) and four == pytest.approx(one / 4)
+    line = dumps.describe_add_time(20_680_430_735, 8)
+    assert line.startswith("est. time to add: ~") and "on 8 threads" in line and "MB/s of XML per thread" in line
+
+
 def test_xml_ratio_matches_bundled_sample():
     # the constant is what bzip2 gives on the bundled sample; if either changes, this says so
     data = SAMPLE.read_bytes()
@@ -277,6 +300,7 @@ def test_cli_parts_table(monkeypatch, capsys, server, tmp_path):
     assert any(line.split()[:2] == ["total", "3"] for line in lines)
     assert "estimates: XML = 3.591 x compressed" in out
     assert f"free space in {tmp_path}:" in out and "(fits)" in out
+    assert "est. time to add: " in out and "MB/s of XML per thread just now" in out
 
 
 def test_cli_parts_real_dumpstatus(monkeypatch, capsys):
@@ -287,6 +311,7 @@ def test_cli_parts_real_dumpstatus(monkeypatch, capsys):
         assert rc == 0 and len(doc["parts"]) == 27
         assert sum(p["size"] for p in doc["parts"]) == 20_680_430_735
         assert sum(len(p["files"]) for p in doc["parts"]) == 64
+        assert doc["add_bytes_per_s_per_thread"] > 0 and all(p["estimate"]["add_seconds"] > 0 for p in doc["parts"])
         rc = run_cli(monkeypatch, ["parts", "--date", "20230301", "--mirror", srv.base, "--parts", "11-12"])
         out = capsys.readouterr().out
         assert rc == 0 and "27 parts, 64 files" in out

@@ -69,14 +69,14 @@ DEFAULT_MIRROR = "https://dumps.wikimedia.org"
 #   sample (python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2: 2016, 206 pages). Re-measure on a
 #   real part with `bzip2 -dc PART.bz2 | wc -c` and `stat -c %s PART.bz2`. DESIGN.md quotes ~4.5x for 2023 enwiki
 #   parts, so XML may be underestimated by ~20% there.
-# - clean text bytes per XML byte 0.43 and UTF-8 bytes per GPT-2 token 4.7: the project's figures for the same sample,
-#   cross-checked with wikiextractor 3.1.0 (106 articles, 2,614,779 text bytes / 6,089,746 XML bytes = 0.429) and
-#   tiktoken r50k_base `encode_ordinary` on that text (553,088 tokens: 4.73 bytes/token). Replace them with the Rust
-#   core's measured ratios (`wikigpt extract` text bytes / XML bytes, text bytes / tokens) when those are exposed.
+# - clean text bytes per XML byte 0.467 and UTF-8 bytes per GPT-2 token 4.635: what wikigpt's own pipeline makes of
+#   the same sample (`wikigpt add`: 2,842,234 text bytes, 613,235 tokens EOTs included; tests/test_dumps.py recomputes
+#   both). wikiextractor 3.1.0 keeps less of the same pages (0.429; tiktoken gives it 4.73 bytes/token).
 # - shard bytes per token: 2 exactly (uint16 tokens; the 1 kB header per shard is negligible).
+# - time to `add` (tokens shards from .bz2): measured on this machine when asked (`add_seconds` below).
 XML_PER_COMPRESSED = 3.591
-TEXT_PER_XML = 0.43
-BYTES_PER_TOKEN = 4.7
+TEXT_PER_XML = 0.467
+BYTES_PER_TOKEN = 4.635
 SHARD_BYTES_PER_TOKEN = 2
 
 _WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")  # database names: enwiki, dewiki, zh_yuewiki, be_x_oldwiki
@@ -128,6 +128,69 @@ def estimate(compressed: int) -> Estimate:
     text = xml * TEXT_PER_XML
     tokens = text / BYTES_PER_TOKEN
     return Estimate(compressed, round(xml), round(text), round(tokens), round(tokens * SHARD_BYTES_PER_TOKEN))
+
+
+#: The bundled real sample: what `add_speed` times.
+SAMPLE = Path(__file__).resolve().parent / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+_add_speed_cache: dict = {}
+
+
+def add_speed() -> Optional[float]:
+    """Bytes of XML per second that one thread of `wikigpt add` (decode, parse, clean, tokenize, shard) reaches on
+    this machine, measured now on the bundled sample (~6 MB of XML, about a quarter of a second; the best of two runs,
+    the first also warms the tokenizer). Cached per process; None if it cannot be measured (no extension, no sample).
+    """
+    if "speed" not in _add_speed_cache:
+        _add_speed_cache["speed"] = None
+        try:
+            import tempfile
+
+            from . import _core
+
+            best = None
+            for _ in range(2):
+                with tempfile.TemporaryDirectory(prefix="wikigpt-speed-") as tmp:
+                    t0 = time.perf_counter()
+                    raw = _core.build_shards([str(SAMPLE)], tmp, 0.005, 100_000_000, 1, [0], False, 200, True, True,
+                                             False, _core.ProgressHandle())
+                    secs = time.perf_counter() - t0
+                xml = sum(s["xml_bytes"] for s in json.loads(raw)["stats"])
+                best = max(best or 0.0, xml / secs)
+            _add_speed_cache["speed"] = best
+        except Exception:  # an estimate must never be the reason a command fails
+            pass
+    return _add_speed_cache["speed"]
+
+
+def add_seconds(compressed: int, threads: int) -> Optional[float]:
+    """Estimated wall seconds for `wikigpt add` of `compressed` bytes of dump on `threads` threads of this machine:
+    the estimated XML over the measured one-thread speed times the threads. Scaling is taken as linear (measured
+    1.8-1.9x from 1 to 2 cores; more cores are not measured on our machines), so read it as a lower bound."""
+    speed = add_speed()
+    if not speed:
+        return None
+    return estimate(compressed).xml / (speed * max(1, threads))
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
+    """One line: how long `wikigpt add` of these bytes should take here, and what the figure rests on."""
+    threads = threads or os.cpu_count() or 1
+    secs = add_seconds(compressed, threads)
+    if secs is None:
+        return "est. time to add: unknown (the speed test on the bundled sample could not run)"
+    return (f"est. time to add: {'' if secs < 1 else '~'}{_fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} (this "
+            f"machine ran the bundled sample at {add_speed() / 1e6:.0f} MB/s of XML per thread just now; assumes "
+            "linear scaling, so more if cores are busy or slow to scale)")
 
 
 # ------------------------------------------------------------------------------------------------------- HTTP engine
@@ -1077,6 +1140,7 @@ def describe_plan(label: str, pl: Plan, dest: Union[str, os.PathLike]) -> str:
         f"{label}: {len(pl.files)} file{'s' if len(pl.files) != 1 else ''}, {human_bytes(pl.total)} compressed, {human_bytes(pl.needed)} to download{have}\n"
         f"  est. {human_bytes(e.xml)} XML -> {human_bytes(e.text)} clean text -> {_fmt_tokens(e.tokens)} tokens -> "
         f"{human_bytes(e.shard_bytes)} of shards ({_estimates_note()})\n"
+        f"  {describe_add_time(pl.total)}\n"
         f"  free space in {dest}: {human_bytes(pl.free)}"
     )
 
@@ -1148,12 +1212,15 @@ def _cmd_parts(args: argparse.Namespace) -> int:
     parts = list_parts(args.wiki, date, base, args.multistream)
     shown = select_parts(parts, args.parts) if args.parts else parts
     if args.json:
+        threads = os.cpu_count() or 1
         out = [
-            {"number": p.number, "size": p.size, "estimate": dataclasses.asdict(estimate(p.size)),
+            {"number": p.number, "size": p.size,
+             "estimate": {**dataclasses.asdict(estimate(p.size)), "add_seconds": add_seconds(p.size, threads)},
              "files": [dataclasses.asdict(f) for f in p.files]}
             for p in shown
         ]
-        print(json.dumps({"wiki": args.wiki, "date": date, "mirror": base, "parts": out}, indent=2))
+        print(json.dumps({"wiki": args.wiki, "date": date, "mirror": base, "threads": threads,
+                          "add_bytes_per_s_per_thread": add_speed(), "parts": out}, indent=2))
         return 0
     kind = "pages-articles-multistream" if args.multistream else "pages-articles"
     print(f"{args.wiki} {date} {kind} from {base}: {len(parts)} parts, {sum(len(p.files) for p in parts)} files")
@@ -1166,6 +1233,7 @@ def _cmd_parts(args: argparse.Namespace) -> int:
         f"{'these' if args.parts else 'all'} parts needs {human_bytes(pl.needed)} more ({fits}), "
         f"their shards about {human_bytes(estimate(pl.total).shard_bytes)}"
     )
+    print(describe_add_time(pl.total))
     return 0
 
 
