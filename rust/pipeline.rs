@@ -144,9 +144,10 @@ pub trait DocSink {
     fn write(&mut self, doc: Doc) -> Result<()>;
 }
 
-/// The outcome of one page: kept, or dropped for a reason.
+/// The outcome of one page: kept (with its text's length in chars, counted on the worker rather than on the
+/// writing thread), or dropped for a reason.
 enum PageOutcome {
-    Kept(Doc),
+    Kept(Doc, u64),
     Dropped(DropReason),
 }
 
@@ -176,7 +177,8 @@ fn process_page(page: Page, site: &SiteInfo, opts: &ExtractOptions, enc: Option<
     if text.trim().is_empty() {
         return PageOutcome::Dropped(DropReason::Empty);
     }
-    if opts.min_chars > 0 && text.chars().count() < opts.min_chars {
+    let chars = text.chars().count();
+    if opts.min_chars > 0 && chars < opts.min_chars {
         return PageOutcome::Dropped(DropReason::TooShort);
     }
     let mut tokens = Vec::new();
@@ -184,7 +186,7 @@ fn process_page(page: Page, site: &SiteInfo, opts: &ExtractOptions, enc: Option<
         tokens.push(tokenizer::EOT);
         enc.encode_ordinary(&document_text(&page.title, &text), &mut tokens);
     }
-    PageOutcome::Kept(Doc {
+    let doc = Doc {
         id: page.id,
         revid: page.revid,
         ns: page.ns,
@@ -192,7 +194,8 @@ fn process_page(page: Page, site: &SiteInfo, opts: &ExtractOptions, enc: Option<
         title: page.title,
         text,
         tokens,
-    })
+    };
+    PageOutcome::Kept(doc, chars as u64)
 }
 
 /// The text a document is tokenized from: the title, a blank line, the clean article (recorded in the manifest).
@@ -325,9 +328,9 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
                     stats.page_id_max = Some(stats.page_id_max.map_or(id, |m| m.max(id)));
                     match outcome {
                         PageOutcome::Dropped(reason) => *stats.dropped.get_mut(reason.name()).unwrap() += 1,
-                        PageOutcome::Kept(doc) => {
+                        PageOutcome::Kept(doc, chars) => {
                             stats.pages_kept += 1;
-                            stats.text_chars += doc.text.chars().count() as u64;
+                            stats.text_chars += chars;
                             stats.text_bytes += doc.text.len() as u64;
                             stats.tokens += doc.tokens.len() as u64;
                             progress.docs.fetch_add(1, Ordering::Relaxed);
@@ -402,6 +405,8 @@ pub struct TextFiles {
     index: u32,
     current: Option<(std::io::BufWriter<std::fs::File>, PathBuf, u64)>,
     pub files: Vec<PathBuf>,
+    /// One document's bytes, reused from document to document.
+    scratch: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -425,6 +430,7 @@ impl TextFiles {
             index: 0,
             current: None,
             files: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -471,7 +477,8 @@ impl DocSink for TextFiles {
             self.current = Some((std::io::BufWriter::with_capacity(1 << 20, f), tmp, 0));
         }
         let (w, tmp, written) = self.current.as_mut().unwrap();
-        let mut buf = Vec::with_capacity(doc.text.len() + doc.title.len() + 128);
+        let buf = &mut self.scratch;
+        buf.clear();
         if self.jsonl {
             let j = JsonDoc {
                 id: doc.id.to_string(),
@@ -480,7 +487,7 @@ impl DocSink for TextFiles {
                 title: &doc.title,
                 text: &doc.text,
             };
-            serde_json::to_writer(&mut buf, &j).map_err(|e| Error::Invalid(e.to_string()))?;
+            serde_json::to_writer(&mut *buf, &j).map_err(|e| Error::Invalid(e.to_string()))?;
             buf.push(b'\n');
         } else {
             // One article = one block: title, then its paragraphs one per line; a blank line between articles.
@@ -492,7 +499,7 @@ impl DocSink for TextFiles {
             }
             buf.push(b'\n');
         }
-        w.write_all(&buf).map_err(|e| Error::io(&*tmp, e))?;
+        w.write_all(buf).map_err(|e| Error::io(&*tmp, e))?;
         *written += buf.len() as u64;
         if *written >= self.max_bytes {
             self.close_current()?;
