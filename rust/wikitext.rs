@@ -634,7 +634,7 @@ impl<'n, 'a> Renderer<'n, 'a> {
     fn render_link(&self, parts: Parts, out: &mut String) {
         let target_full = self.text_of(self.tree.part(parts, 0));
         let target = target_full.trim();
-        if target.is_empty() || target.contains('\n') || target.contains('{') || target.contains('<') {
+        if target.is_empty() || target.bytes().any(|c| matches!(c, b'\n' | b'{' | b'<')) {
             // Not a valid link target: MediaWiki shows the text; we keep it without the brackets.
             for k in 0..parts.count as usize {
                 if k > 0 {
@@ -1249,7 +1249,7 @@ fn blocks(mid: &str, opts: &CleanOptions) -> String {
     }
     flush(&mut cur, &mut out_blocks);
     let keep = keep_sections(&out_blocks);
-    let mut out = String::new();
+    let mut out = String::with_capacity(out_blocks.iter().map(|b| b.text.len() + 2).sum());
     for (b, k) in out_blocks.iter().zip(keep) {
         if !k || (matches!(b.kind, Kind::Heading(_)) && !opts.keep_headings) {
             continue;
