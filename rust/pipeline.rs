@@ -409,6 +409,8 @@ pub struct TextFiles {
     scratch: Vec<u8>,
 }
 
+/// The JSON line's shape; `write_json_doc` writes it by hand and the tests hold it to serde_json's output of this.
+#[cfg(test)]
 #[derive(Serialize)]
 struct JsonDoc<'a> {
     id: String,
@@ -416,6 +418,83 @@ struct JsonDoc<'a> {
     url: &'a str,
     title: &'a str,
     text: &'a str,
+}
+
+/// One JSON line `{"id","revid","url","title","text"}` (wikiextractor's --json keys), byte for byte what
+/// `serde_json::to_writer` makes of a [`JsonDoc`] plus "\n" (a test holds it to that), with the strings escaped by
+/// [`push_json_str`]: serde_json's escaping goes byte by byte and was most of the writing thread's time.
+fn write_json_doc(buf: &mut Vec<u8>, doc: &Doc) {
+    buf.extend_from_slice(b"{\"id\":\"");
+    buf.extend_from_slice(doc.id.to_string().as_bytes());
+    buf.extend_from_slice(b"\",\"revid\":\"");
+    if let Some(r) = doc.revid {
+        buf.extend_from_slice(r.to_string().as_bytes());
+    }
+    buf.extend_from_slice(b"\",\"url\":\"");
+    push_json_str(buf, &doc.url);
+    buf.extend_from_slice(b"\",\"title\":\"");
+    push_json_str(buf, &doc.title);
+    buf.extend_from_slice(b"\",\"text\":\"");
+    push_json_str(buf, &doc.text);
+    buf.extend_from_slice(b"\"}\n");
+}
+
+/// The contents of a JSON string as serde_json writes them: '"' and '\\' backslashed, \b \t \n \f \r as such,
+/// other bytes below 0x20 as \u00xx (lowercase hex), all else (UTF-8 included) as is. Runs that need no escape are
+/// found 16 bytes at a time (SSE2, the x86_64 baseline) and copied whole.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut copy_from = 0;
+    while i < b.len() {
+        i = next_json_escape(b, i);
+        if i == b.len() {
+            break;
+        }
+        out.extend_from_slice(&b[copy_from..i]);
+        let c = b[i];
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 0xF) as usize]]),
+        }
+        i += 1;
+        copy_from = i;
+    }
+    out.extend_from_slice(&b[copy_from..]);
+}
+
+/// Position of the first byte at or after `from` that JSON must escape ('"', '\\', below 0x20), or `b.len()`.
+#[inline]
+fn next_json_escape(b: &[u8], from: usize) -> usize {
+    let needs = |c: u8| c < 0x20 || c == b'"' || c == b'\\';
+    let mut i = from;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86_64; each load reads b[i..i + 16] with i + 16 <= b.len().
+    unsafe {
+        use std::arch::x86_64::*;
+        while i + 16 <= b.len() {
+            let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+            let ctl = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1F)), _mm_set1_epi8(0x1F));
+            let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let bs = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            let mask = _mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, bs))) as u32;
+            if mask != 0 {
+                return i + mask.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
+    }
+    while i < b.len() && !needs(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 impl TextFiles {
@@ -480,15 +559,7 @@ impl DocSink for TextFiles {
         let buf = &mut self.scratch;
         buf.clear();
         if self.jsonl {
-            let j = JsonDoc {
-                id: doc.id.to_string(),
-                revid: doc.revid.map(|r| r.to_string()).unwrap_or_default(),
-                url: &doc.url,
-                title: &doc.title,
-                text: &doc.text,
-            };
-            serde_json::to_writer(&mut *buf, &j).map_err(|e| Error::Invalid(e.to_string()))?;
-            buf.push(b'\n');
+            write_json_doc(buf, &doc);
         } else {
             // One article = one block: title, then its paragraphs one per line; a blank line between articles.
             buf.extend_from_slice(doc.title.as_bytes());
@@ -677,6 +748,45 @@ mod tests {
         assert_eq!(one.len(), many.len());
         for (a, b) in one.iter().zip(&many) {
             assert_eq!((a.id, &a.text, &a.tokens), (b.id, &b.text, &b.tokens));
+        }
+    }
+
+    #[test]
+    fn json_lines_are_what_serde_json_writes() {
+        let serde_line = |d: &Doc| {
+            let j = JsonDoc {
+                id: d.id.to_string(),
+                revid: d.revid.map(|r| r.to_string()).unwrap_or_default(),
+                url: &d.url,
+                title: &d.title,
+                text: &d.text,
+            };
+            let mut v = serde_json::to_vec(&j).unwrap();
+            v.push(b'\n');
+            v
+        };
+        let doc = |id, revid, title: &str, text: String| Doc {
+            id,
+            revid,
+            ns: 0,
+            title: title.into(),
+            url: format!("https://en.wikipedia.org/wiki/{}", title),
+            text,
+            tokens: Vec::new(),
+        };
+        // Every ASCII byte, alone and at every offset of a 16-byte block; non-ASCII; the real sample's documents.
+        let mut docs = vec![doc(1, None, "", String::new())];
+        for c in 0u8..0x80 {
+            for pad in 0..34 {
+                let text = format!("{}{}tail é \u{2028} 𐀟", "x".repeat(pad), c as char);
+                docs.push(doc(c as u64, Some(pad as u64), "T \"q\" \\", text));
+            }
+        }
+        docs.extend(run(1, false).1);
+        for d in &docs {
+            let mut ours = Vec::new();
+            write_json_doc(&mut ours, d);
+            assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde_line(d)), "doc {}", d.id);
         }
     }
 
