@@ -1601,7 +1601,7 @@ impl<const N: usize> ByteSet<N> {
     fn find(&self, hay: &[u8], from: usize) -> usize {
         #[cfg(target_arch = "x86_64")]
         {
-            sse2::find(hay, from, &self.bytes, None).unwrap_or_else(|i| self.find_scalar(hay, i))
+            sse2::find(hay, from, &self.bytes).unwrap_or_else(|i| self.find_scalar(hay, i))
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -1623,68 +1623,94 @@ impl<const N: usize> ByteSet<N> {
 mod sse2 {
     use std::arch::x86_64::*;
 
-    /// The first position `i >= from` (16-byte steps while 16 bytes remain) where `hay[i]` is one of `set`, or, with
-    /// `doubled = Some(c)`, where `hay[i] == c` and `hay[i - 1]` is `c` or '\n' (requires `from >= 1`). `Err(i)`: no
-    /// hit before the last partial block, which starts at `i` (the caller finishes it with scalar code).
+    /// 16 bytes of `hay` from `i`, each 0xFF where the byte is one of `set`.
+    ///
+    /// SAFETY: the caller ensures `i + 16 <= hay.len()` (SSE2 itself is always there on x86_64).
     #[inline(always)]
-    pub(super) fn find<const N: usize>(hay: &[u8], from: usize, set: &[u8; N], doubled: Option<u8>) -> Result<usize, usize> {
-        let n = hay.len();
-        let p = hay.as_ptr();
+    unsafe fn matches<const N: usize>(hay: &[u8], i: usize, set: &[u8; N]) -> __m128i {
+        let v = _mm_loadu_si128(hay.as_ptr().add(i) as *const __m128i);
+        let mut m = _mm_cmpeq_epi8(v, _mm_set1_epi8(set[0] as i8));
+        for &c in &set[1..] {
+            m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
+        }
+        m
+    }
+
+    /// The first position `i >= from` (16-byte steps while 16 bytes remain) where `hay[i]` is one of `set`.
+    /// `Err(i)`: no hit before the last partial block, which starts at `i` (the caller finishes it with scalar code).
+    #[inline(always)]
+    pub(super) fn find<const N: usize>(hay: &[u8], from: usize, set: &[u8; N]) -> Result<usize, usize> {
         let mut i = from;
-        debug_assert!(doubled.is_none() || from >= 1);
-        // SAFETY: SSE2 is always available on x86_64; every load reads hay[i - 1 .. i + 16] with i + 16 <= n and,
-        // when it reads hay[i - 1], i >= from >= 1.
-        unsafe {
-            while i + 16 <= n {
-                let v = _mm_loadu_si128(p.add(i) as *const __m128i);
-                let mut m = _mm_cmpeq_epi8(v, _mm_set1_epi8(set[0] as i8));
-                for &c in &set[1..] {
-                    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
-                }
-                if let Some(c) = doubled {
-                    let prev = _mm_loadu_si128(p.add(i - 1) as *const __m128i);
-                    let after = _mm_or_si128(
-                        _mm_cmpeq_epi8(prev, _mm_set1_epi8(c as i8)),
-                        _mm_cmpeq_epi8(prev, _mm_set1_epi8(b'\n' as i8)),
-                    );
-                    m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)), after));
-                }
-                let mask = _mm_movemask_epi8(m) as u32;
-                if mask != 0 {
-                    return Ok(i + mask.trailing_zeros() as usize);
-                }
-                i += 16;
+        while i + 16 <= hay.len() {
+            // SAFETY: i + 16 <= hay.len().
+            let mask = unsafe { _mm_movemask_epi8(matches(hay, i, set)) } as u32;
+            if mask != 0 {
+                return Ok(i + mask.trailing_zeros() as usize);
             }
+            i += 16;
+        }
+        Err(i)
+    }
+
+    /// `find` for `repair_run_end` (see `repair_stops`, which this computes for 16 bytes at once); needs `from >= 1`.
+    #[inline(always)]
+    pub(super) fn find_repair_stop(hay: &[u8], from: usize) -> Result<usize, usize> {
+        debug_assert!(from >= 1);
+        let mut i = from;
+        while i + 16 <= hay.len() {
+            // SAFETY: i + 16 <= hay.len() and i >= 1, so both loads are inside `hay`.
+            let mask = unsafe {
+                let always = matches(hay, i, &super::REPAIR_SPECIAL.bytes);
+                let space = matches(hay, i, b" ");
+                let punct = matches(hay, i, &super::REPAIR_PUNCT.bytes);
+                let after_space_nl = matches(hay, i - 1, b" \n");
+                let after_space_sep = matches(hay, i - 1, b" ,;");
+                let m = _mm_or_si128(
+                    always,
+                    _mm_or_si128(_mm_and_si128(space, after_space_nl), _mm_and_si128(punct, after_space_sep)),
+                );
+                _mm_movemask_epi8(m) as u32
+            };
+            if mask != 0 {
+                return Ok(i + mask.trailing_zeros() as usize);
+            }
+            i += 16;
         }
         Err(i)
     }
 }
 
-/// The bytes `repair` acts on (a space only when it follows a space, a newline, or starts a run); everything else is
-/// copied as is.
-static REPAIR_SPECIAL: ByteSet<10> = ByteSet::new(*b"\t\r(),;:.!?");
+/// The bytes `repair` always handles itself.
+static REPAIR_SPECIAL: ByteSet<4> = ByteSet::new(*b"\t\r()");
+/// The punctuation `repair` may move a space before or drop as doubled.
+static REPAIR_PUNCT: ByteSet<6> = ByteSet::new(*b",;:.!?");
 
-/// End of the run starting at `start` that `repair` can copy verbatim: up to the next byte of `REPAIR_SPECIAL`, or a
-/// space that is first in the run or follows a space or '\n'. A single space after any other copied byte is exactly
-/// what `push_space` would write, so it joins the run.
+/// Whether `repair` must look at byte `c`, which follows the copied byte `prev`, itself. It need not when copying `c`
+/// is exactly what it would do: a space after a byte other than a space or '\n' (`push_space` writes it), and
+/// punctuation after a byte other than a space, ',' or ';' (no space to strip, no doubled separator: it is pushed).
+#[inline(always)]
+fn repair_stops(prev: u8, c: u8) -> bool {
+    REPAIR_SPECIAL.contains(c)
+        || (c == b' ' && matches!(prev, b' ' | b'\n'))
+        || (REPAIR_PUNCT.contains(c) && matches!(prev, b' ' | b',' | b';'))
+}
+
+/// End of the run starting at `start` that `repair` can copy verbatim (see `repair_stops`); the first byte of a run
+/// has no copied byte before it, so a space, punctuation or special byte there ends the run at once.
 #[inline]
 fn repair_run_end(b: &[u8], start: usize) -> usize {
-    if start >= b.len() || b[start] == b' ' || REPAIR_SPECIAL.contains(b[start]) {
+    if start >= b.len() || b[start] == b' ' || REPAIR_SPECIAL.contains(b[start]) || REPAIR_PUNCT.contains(b[start]) {
         return start;
     }
     #[cfg(target_arch = "x86_64")]
-    let from = match sse2::find(b, start + 1, &REPAIR_SPECIAL.bytes, Some(b' ')) {
+    let from = match sse2::find_repair_stop(b, start + 1) {
         Ok(i) => return i,
         Err(i) => i,
     };
     #[cfg(not(target_arch = "x86_64"))]
     let from = start + 1;
     let mut i = from;
-    while i < b.len() {
-        let c = b[i];
-        if REPAIR_SPECIAL.contains(c) || (c == b' ' && matches!(b[i - 1], b' ' | b'\n')) {
-            break;
-        }
+    while i < b.len() && !repair_stops(b[i - 1], b[i]) {
         i += 1;
     }
     i
@@ -1693,8 +1719,9 @@ fn repair_run_end(b: &[u8], start: usize) -> usize {
 /// Repairs after removal, on one block of text: empty parentheses, junk at their inner edges, space before
 /// punctuation, doubled separators, runs of spaces. One left-to-right pass with a stack of open parentheses.
 ///
-/// Speed: ordinary prose (words and single spaces) is found by [`repair_run_end`] and copied in runs; only
-/// punctuation, parentheses and repeated spaces take the byte-by-byte path below.
+/// Speed: ordinary prose (words, single spaces, punctuation right after a word) is found by [`repair_run_end`] and
+/// copied in runs; only parentheses, repeated spaces and punctuation after a space or separator take the
+/// byte-by-byte path below.
 fn repair(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     // Byte positions in `out` of the open '(' (as written to `out`).
@@ -1760,7 +1787,7 @@ fn repair(s: &str) -> String {
                 }
                 out.push(c);
             }
-            _ => unreachable!("REPAIR_SPECIAL and this match list the same bytes"),
+            _ => unreachable!("a run ends only at a byte of REPAIR_SPECIAL, REPAIR_PUNCT or a space"),
         }
     }
     // Parenthesis opened and never closed: nothing to repair.
