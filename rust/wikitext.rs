@@ -30,6 +30,20 @@
 //! Decisions, documented once: dates render as "January 2, 1900" ("2 January 1900" with `df=y`), ages that depend on
 //! today's date are dropped; `{{formatnum:1234567}}` → "1,234,567" (what a reader sees); code blocks (`<pre>`,
 //! `<syntaxhighlight>`, `<source>`) are not prose and are dropped, inline `<code>` keeps its text; `<br>` → space.
+//!
+//! Performance notes (2-core dev machine, single-thread CPU time on the bundled sample, `cargo run --release
+//! --example clean_bench`; the clean text is 47% of the XML): `clean` went from 7.0-7.8 to 2.3-2.4 CPU-s per GB of
+//! XML, with byte-identical output (checked on the sample, a 250 MB corpus and 150k random markup soups against the
+//! previous cleaner). What it took, in order of effect:
+//! - Skipping plain text 16 bytes at a time ([`ByteSet::find`], SSE2) in the three scans (preprocessor, inline
+//!   markup, repair): the byte-by-byte skip loops were ~40% of the time. `repair` also copies words, single spaces
+//!   and punctuation right after a word as runs, since that is exactly what its slow path would write.
+//! - The preprocessor tree in two flat arrays ([`Tree`]) instead of a `Vec` per template/link and per part:
+//!   allocating and freeing those was ~20%. Link targets and template names are borrowed when they are plain text,
+//!   link labels rendered in place.
+//! - Left as they are: the preprocessor's dispatch on each markup byte (~1/3 of what remains), rendering, and the
+//!   four copies of each output byte (render → inline → repair → output); fusing inline and repair into one pass
+//!   is the next step if more is needed.
 
 use crate::dump::Namespaces;
 
