@@ -38,7 +38,8 @@ const GROUP_SIZE: u32 = 50;
 /// stay in L1.
 const FAST_BITS: u32 = 10;
 
-/// Buffers reused from block to block by one thread (about 9 bytes per byte of block: ~8 MB at level 9).
+/// Buffers reused from block to block by one thread: the block itself, its 4-byte-per-row permutation (rounded up to
+/// whole 2 MiB pages) and the walk's pieces, ~6 bytes per byte of block resident (~6 MB at level 9).
 #[derive(Default)]
 pub struct Scratch {
     /// The block after MTF/RLE2 decoding (the BWT's last column), then the walk's output (RLE1 still applied).
