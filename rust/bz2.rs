@@ -570,19 +570,21 @@ fn decode_block(seg: &Segment, scratch: &mut BlockScratch, out: &mut Vec<u8>) ->
     .unwrap_or_else(|_| Err("the native block decoder panicked".into()));
     match native {
         Ok(bz2_decode::Outcome::Done(crc)) => Ok(crc),
-        Ok(bz2_decode::Outcome::Randomised) => decode_block_libbz2(seg, &mut scratch.stream, out),
-        Err(why) => decode_block_libbz2(seg, &mut scratch.stream, out).map_err(|_| why),
+        Ok(bz2_decode::Outcome::Randomised) => decode_block_libbz2(seg, cap, &mut scratch.stream, out),
+        Err(why) => decode_block_libbz2(seg, cap, &mut scratch.stream, out).map_err(|_| why),
     }
 }
 
-/// `decode_block` through libbz2: the block wrapped as its own one-block stream.
-fn decode_block_libbz2(seg: &Segment, scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> std::result::Result<u32, String> {
+/// `decode_block` through libbz2: the block (at least a header long, as `decode_block` checked) wrapped as its own
+/// one-block stream, its output capped at `cap` bytes.
+fn decode_block_libbz2(
+    seg: &Segment,
+    cap: usize,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> std::result::Result<u32, String> {
     use bzip2::{Decompress, Status};
-    if seg.bits() < BLOCK_HEADER_BITS {
-        return Err("block too short".into());
-    }
     let crc = standalone_stream(seg, scratch);
-    let cap = max_block_output(seg.level);
     out.clear();
     // Text blocks decode to a little more than the level's block size; recycled buffers keep their capacity.
     let want = (seg.level as usize * 100_000) * 5 / 4;
