@@ -425,3 +425,30 @@ fn mutated_blocks_never_panic_or_pass() {
         }
     }
 }
+
+#[test]
+fn blocks_written_by_lbzip2() {
+    // Another encoder's choices (block cuts, Huffman tables, selectors), read by the native decoder alone. lbzip2 is a
+    // Debian package, not a build dependency: without it the test says so and checks nothing.
+    let run = |level: &str| {
+        let mut child = std::process::Command::new("lbzip2")
+            .args([level, "-n", "2", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || stdin.write_all(sample_xml()).unwrap());
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        assert!(out.status.success());
+        Some(out.stdout)
+    };
+    for level in ["-1", "-9"] {
+        let Some(bz) = run(level) else {
+            eprintln!("lbzip2 not installed: skipped");
+            return;
+        };
+        assert!(native_decode(&bz) == sample_xml(), "lbzip2 {level}");
+    }
+}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,21 @@ def test_cat_multistream_and_plain_xml(tmp_path, sample_xml):
     with open(out, "wb") as f:
         wikigpt.cat([multi, plain], out=f, processes=2)
     assert out.read_bytes() == sample_xml + sample_xml
+
+
+@pytest.mark.skipif(shutil.which("lbzip2") is None, reason="lbzip2 (Debian package) not installed")
+@pytest.mark.parametrize("level", [1, 9])
+def test_cat_reads_what_lbzip2_writes(tmp_path, sample_xml, level):
+    # Another encoder's choices (block cuts, Huffman tables, selectors): the native block decoder must read them too.
+    src = tmp_path / "sample.xml"
+    src.write_bytes(sample_xml)
+    comp = tmp_path / "sample.xml.bz2"
+    with open(comp, "wb") as f:
+        subprocess.run(["lbzip2", f"-{level}", "-n", "2", "-c", str(src)], stdout=f, check=True)
+    out = tmp_path / "out.xml"
+    with open(out, "wb") as f:
+        wikigpt.cat([comp], out=f, processes=2)
+    assert out.read_bytes() == sample_xml
 
 
 def test_cli_cat_matches_bzip2(sample_bz2, sample_xml):
