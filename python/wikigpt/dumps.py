@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable, Optional, TextIO, Union
 
 from ._io import fsync_dir, human_bytes
 from .errors import ChecksumError, ConfigError, DiskSpaceError, DownloadError
+from .extract import default_processes
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (the sha1 check still catches interleaved writers)
     import fcntl
@@ -73,7 +74,7 @@ DEFAULT_MIRROR = "https://dumps.wikimedia.org"
 #   the same sample (`wikigpt add`: 2,842,234 text bytes, 613,235 tokens EOTs included; tests/test_dumps.py recomputes
 #   both). wikiextractor 3.1.0 keeps less of the same pages (0.429; tiktoken gives it 4.73 bytes/token).
 # - shard bytes per token: 2 exactly (uint16 tokens; the 1 kB header per shard is negligible).
-# - time to `add` (tokens shards from .bz2): measured on this machine when asked (`add_seconds` below).
+# - time to `add` (.bz2 to token shards): measured on this machine when asked (`add_seconds` below).
 XML_PER_COMPRESSED = 3.591
 TEXT_PER_XML = 0.467
 BYTES_PER_TOKEN = 4.635
@@ -164,8 +165,8 @@ def add_speed() -> Optional[float]:
 
 def add_seconds(compressed: int, threads: int) -> Optional[float]:
     """Estimated wall seconds for `wikigpt add` of `compressed` bytes of dump on `threads` threads of this machine:
-    the estimated XML over the measured one-thread speed times the threads. Scaling is taken as linear (measured
-    1.8-1.9x from 1 to 2 cores; more cores are not measured on our machines), so read it as a lower bound."""
+    the estimated XML over the measured one-thread speed times the threads. Scaling is taken as linear (decoding
+    measured 1.9x from 1 to 2 cores; more cores are not measured on our machines), so read it as a lower bound."""
     speed = add_speed()
     if not speed:
         return None
@@ -184,13 +185,14 @@ def _fmt_duration(seconds: float) -> str:
 
 def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
     """One line: how long `wikigpt add` of these bytes should take here, and what the figure rests on."""
-    threads = threads or os.cpu_count() or 1
+    threads = threads or default_processes()
     secs = add_seconds(compressed, threads)
     if secs is None:
         return "est. time to add: unknown (the speed test on the bundled sample could not run)"
-    return (f"est. time to add: {'' if secs < 1 else '~'}{_fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} (this "
-            f"machine ran the bundled sample at {add_speed() / 1e6:.0f} MB/s of XML per thread just now; assumes "
-            "linear scaling, so more if cores are busy or slow to scale)")
+    about = "" if secs < 1 else "~"
+    return (f"est. time to add: {about}{_fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} "
+            f"(this machine ran the bundled sample at {add_speed() / 1e6:.0f} MB/s of XML per thread just now; "
+            "assumes linear scaling, so more if cores are busy or slow to scale)")
 
 
 # ------------------------------------------------------------------------------------------------------- HTTP engine
@@ -1212,7 +1214,7 @@ def _cmd_parts(args: argparse.Namespace) -> int:
     parts = list_parts(args.wiki, date, base, args.multistream)
     shown = select_parts(parts, args.parts) if args.parts else parts
     if args.json:
-        threads = os.cpu_count() or 1
+        threads = default_processes()
         out = [
             {"number": p.number, "size": p.size,
              "estimate": {**dataclasses.asdict(estimate(p.size)), "add_seconds": add_seconds(p.size, threads)},
