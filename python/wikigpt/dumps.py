@@ -163,14 +163,19 @@ def add_speed() -> Optional[float]:
     return _add_speed_cache["speed"]
 
 
+#: How much of one more thread's speed `add` gains: on 2 cores the 1 GB bench corpus ran at 76.9 MB/s of XML with 2
+#: threads (benches/shards.py, 2026-11-28) while the sample ran at ~50 MB/s on one thread minutes later: 0.77.
+#: More cores are not measured on our machines (benches/cores.py measures them).
+ADD_THREAD_EFFICIENCY = 0.8
+
+
 def add_seconds(compressed: int, threads: int) -> Optional[float]:
     """Estimated wall seconds for `wikigpt add` of `compressed` bytes of dump on `threads` threads of this machine:
-    the estimated XML over the measured one-thread speed times the threads. Scaling is taken as linear (decoding
-    measured 1.9x from 1 to 2 cores; more cores are not measured on our machines), so read it as a lower bound."""
+    the estimated XML over the measured one-thread speed, each further thread adding ADD_THREAD_EFFICIENCY of it."""
     speed = add_speed()
     if not speed:
         return None
-    return estimate(compressed).xml / (speed * max(1, threads))
+    return estimate(compressed).xml / (speed * (1 + ADD_THREAD_EFFICIENCY * (max(1, threads) - 1)))
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -192,7 +197,7 @@ def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
     about = "" if secs < 1 else "~"
     return (f"est. time to add: {about}{_fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} "
             f"(this machine ran the bundled sample at {add_speed() / 1e6:.0f} MB/s of XML per thread just now; "
-            "assumes linear scaling, so more if cores are busy or slow to scale)")
+            f"assumes each further thread adds {ADD_THREAD_EFFICIENCY:.0%} of that; more if cores are busy)")
 
 
 # ------------------------------------------------------------------------------------------------------- HTTP engine
