@@ -1435,15 +1435,7 @@ mod tests {
     }
 
 
-    /// CPU time of this thread in seconds (from /proc/thread-self/schedstat: nanoseconds on CPU), so throughput figures
-    /// hold on a loaded machine; falls back to wall time elsewhere.
-    fn cpu_seconds(wall: std::time::Instant) -> f64 {
-        std::fs::read_to_string("/proc/thread-self/schedstat")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-            .map(|ns| ns / 1e9)
-            .unwrap_or_else(|| wall.elapsed().as_secs_f64())
-    }
+    use crate::wikitext::tests::cpu_seconds;
 
     #[test]
     #[ignore]

@@ -1846,4 +1846,4 @@ fn strip_trailing_space(out: &mut String, c: char) {
 
 #[cfg(test)]
 #[path = "wikitext_tests.rs"]
-mod tests;
+pub(crate) mod tests;

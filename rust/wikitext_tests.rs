@@ -374,8 +374,8 @@ fn bench_clean() {
 }
 
 /// CPU time of this thread in seconds (from /proc/thread-self/schedstat: nanoseconds on CPU), so throughput figures
-/// hold on a loaded machine; falls back to wall time elsewhere.
-fn cpu_seconds(wall: std::time::Instant) -> f64 {
+/// hold on a loaded machine; falls back to wall time elsewhere. Also used by dump.rs's ignored benches.
+pub(crate) fn cpu_seconds(wall: std::time::Instant) -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
