@@ -19,9 +19,10 @@
 //!   a segment fails to decode there, the next candidate was false (or the data is corrupt): it merges the segment
 //!   with the next one and decodes again on the calling thread, up to the largest size a real block can have. A
 //!   speculative result for a segment that starts at a false candidate is simply never looked at.
-//! - A block decoded alone succeeds only if libbz2 reads its end-of-block symbol, finds our appended end-of-stream
-//!   magic right after it, and both the block CRC and our stream CRC (= the block's stored CRC) match its output. So
-//!   success proves the block is real and ends exactly at the next candidate. The combined stream CRC
+//! - A block decoded alone succeeds only if its end-of-block symbol ends exactly at the next candidate and its stored
+//!   CRC matches its output (the native decoder checks both directly; the libbz2 fallback wraps the block with an
+//!   end-of-stream footer right after it, whose CRC must match too). So success proves the block is real and ends
+//!   exactly at the next candidate. The combined stream CRC
 //!   (`rotl1(c) ^ block_crc`) is checked against each stream's footer as well.
 //! - Streams are byte-aligned: after an end-of-stream footer (80 bits, padded to a byte) either the file ends or the
 //!   next stream's `BZh1`..`BZh9` header follows, and its first candidate must sit right after it. That covers
