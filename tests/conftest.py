@@ -116,3 +116,28 @@ def server(mirror_root):
 
     with MirrorServer(mirror_root) as srv:
         yield srv
+
+
+def run_with_file_size_limit(args: list, limit_bytes: int, **kw):
+    """Run `python -m wikigpt ARGS` where no file can grow past `limit_bytes`: every write past it fails with EFBIG
+    ("File too large"), as a full disk fails with ENOSPC, through the same write path. (SIGXFSZ is ignored so the
+    write returns the error instead of killing the process.) Returns the CompletedProcess, text mode."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "wikigpt", *map(str, args)], preexec_fn=limit, capture_output=True,
+                          text=True, **kw)
+
+
+def one_error_line(stderr: str) -> str:
+    """The CLI's error line, after asserting it is the only error output and there is no traceback."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("wikigpt: error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]

@@ -215,6 +215,25 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
     assert {d.name for d in (ds_path / "parts").iterdir()} == {p["name"] for p in Dataset(ds_path).parts}
 
 
+def test_full_disk_during_add_is_one_line_and_changes_nothing(tmp_path, sample_parts):
+    from conftest import one_error_line, run_with_file_size_limit
+
+    ds_path = tmp_path / "ds"
+    Dataset(ds_path).add([sample_parts[0]])
+    manifest = (ds_path / "manifest.json").read_bytes()
+    files = {p.relative_to(ds_path): sha256(p) for p in ds_path.rglob("*") if p.is_file()}
+    # part 2's train shard is ~400 kB: the write fails partway through it
+    r = run_with_file_size_limit(["add", ds_path, sample_parts[1], "-q"], 100_000)
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    assert "File too large" in line and "train_000000.bin" in line, line
+    assert (ds_path / "manifest.json").read_bytes() == manifest
+    assert {p.relative_to(ds_path): sha256(p) for p in ds_path.rglob("*") if p.is_file()} == files
+    # with room again the same add completes
+    Dataset(ds_path).add([sample_parts[1]])
+    assert len(Dataset(ds_path).parts) == 2
+
+
 def test_cli_add_status_export(tmp_path, sample_parts):
     r = subprocess.run([sys.executable, "-m", "wikigpt", "add", str(tmp_path / "ds"), *map(str, sample_parts[:2]),
                         "-q"], capture_output=True, text=True)

@@ -192,6 +192,20 @@ def test_missing_file_and_unwritable_output(tmp_path, sample_bz2):
         wikigpt.extract_parallel([sample_bz2], blocker / "sub")
 
 
+def test_full_disk_during_extract_is_one_line_and_keeps_earlier_output(tmp_path, sample_bz2):
+    from conftest import one_error_line, run_with_file_size_limit
+
+    out = tmp_path / "out"
+    wikigpt.extract_parallel([sample_bz2], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # the same part again (its output is ~2.9 MB of JSON lines): the write fails at 100 kB
+    r = run_with_file_size_limit(["extract", sample_bz2, "-o", out, "-q"], 100_000)
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    assert "File too large" in line and str(out) in line, line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temp folder left
+
+
 def test_cli_errors_are_one_line(tmp_path, sample_bz2):
     bad = tmp_path / "trunc.xml.bz2"
     bad.write_bytes(sample_bz2.read_bytes()[:500_000])

@@ -49,6 +49,25 @@ def records(run, kind):
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
+
+def test_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_last_one(sample_dataset, tmp_path):
+    """A checkpoint write that fails partway (EFBIG standing in for a full disk) ends the run with one line; the
+    checkpoint from before is intact and the run can still be resumed from it."""
+    from conftest import one_error_line, run_with_file_size_limit
+
+    run = tmp_path / "run"
+    train(tiny(sample_dataset, run, max_iters=2, eval_interval=2, sample_tokens=0))
+    ckpt = (run / "ckpt.pt").read_bytes()  # ~40 MB: the tiny model's 50304-row embedding with AdamW moments
+    r = run_with_file_size_limit(["train", sample_dataset, "--out", run, "--resume", "--preset", "tiny",
+                                  "--max-iters", 4, "--eval-interval", 2, "--eval-iters", 1, "--batch-size", 2,
+                                  "--block-size", 64, "--device", "cpu", "--sample-tokens", 0], 1_000_000)
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    assert "ckpt.pt: cannot write the checkpoint: File too large (the previous checkpoint is intact)" in line, line
+    assert (run / "ckpt.pt").read_bytes() == ckpt
+    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "config.json", "meta.json", "metrics.jsonl"]
+    assert train(tiny(sample_dataset, run, max_iters=4, eval_interval=2, sample_tokens=0, resume=True)).iter_num == 4
+
 @pytest.mark.slow
 def test_loss_falls(sample_dataset, tmp_path):
     cfg = tiny(sample_dataset, tmp_path / "run", batch_size=4, gradient_accumulation_steps=1, max_iters=200,
