@@ -232,6 +232,12 @@ def test_full_disk_during_add_is_one_line_and_changes_nothing(tmp_path, sample_p
     # with room again the same add completes
     Dataset(ds_path).add([sample_parts[1]])
     assert len(Dataset(ds_path).parts) == 2
+    # export for nanoGPT: the same one line, naming the file; no half-written train.bin
+    r = run_with_file_size_limit(["export-nanogpt", ds_path, tmp_path / "nano"], 100_000)
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    assert f"{tmp_path / 'nano' / 'train.bin'}: cannot write: File too large" in line, line
+    assert list((tmp_path / "nano").iterdir()) == []
 
 
 def test_cli_add_status_export(tmp_path, sample_parts):

@@ -37,12 +37,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         f.close()
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
-        f.close()
+    except BaseException as e:
+        try:
+            f.close()  # may fail again flushing what is buffered (the disk is still full): the temp file goes anyway
+        except OSError:
+            pass
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            # a failed write() says only "[Errno 28] No space left on device": name the file it was for
+            err = OSError(f"{path}: cannot write: {e.strerror or e}")
+            err.errno = e.errno  # kept for callers that test it (str(err) stays the line above)
+            raise err from e
         raise
 
 

@@ -156,21 +156,25 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> None:
     """Write atomically: a temp file in the same folder, fsync, rename over `path`, fsync the folder.
 
     A failed write (full disk, file-size limit, I/O error) raises one OSError line naming the checkpoint; the file
-    already at `path`, if any, is untouched. torch.save reports a write that fails inside its zip writer as a
-    RuntimeError about stream positions raised while handling the real OSError, so the OS's reason is found on the
-    exception chain.
+    already at `path`, if any, is untouched.
     """
     try:
         with atomic_open(path, "wb") as f:
-            torch.save(ckpt, f)
-    except (OSError, RuntimeError) as e:
-        cause: BaseException | None = e
-        while cause is not None and not isinstance(cause, OSError):
-            cause = cause.__context__
-        if cause is None:
+            try:
+                torch.save(ckpt, f)
+            except RuntimeError as e:
+                # torch.save's zip writer reports a failed write as a RuntimeError about stream positions, raised
+                # while handling the OS's error: hand on the OS's error, which says what happened
+                cause: BaseException | None = e.__context__
+                while cause is not None and not isinstance(cause, OSError):
+                    cause = cause.__context__
+                if cause is None:
+                    raise
+                raise cause from None
+    except OSError as e:
+        if e.errno is None:
             raise
-        reason = cause.strerror or str(cause)
         kept = "the previous checkpoint is intact" if Path(path).exists() else "no checkpoint was written"
-        err = OSError(f"{path}: cannot write the checkpoint: {reason} ({kept})")
-        err.errno = cause.errno  # for callers that test it; str(err) stays the one line above
+        err = OSError(f"{e} ({kept})")
+        err.errno = e.errno
         raise err from e
