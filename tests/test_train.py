@@ -366,3 +366,15 @@ def test_gpu_bf16_compile_mfu_and_vram_fit(sample_dataset, tmp_path, capsys):
                               eval_iters=1, kernels="off", compile=False, sample_tokens=0))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+def test_kernels_auto_is_the_measured_path():
+    from wikigpt.trainer import resolve_kernels
+
+    assert resolve_kernels("auto", "cpu", False) == (False, None)
+    assert resolve_kernels("auto", "cuda", False) == (True, None)
+    on, why = resolve_kernels("auto", "cuda", True)  # compiled kernels-on: not yet measured on a GPU
+    assert not on and "--kernels on" in why
+    assert resolve_kernels("on", "cuda", True) == (True, None)
+    assert resolve_kernels("off", "cuda", False) == (False, None)
+    assert resolve_kernels("on", "cpu", False) == (True, None)
