@@ -9,6 +9,7 @@
 #   C. kernels OFF sweep, B=8/16/32, capped and uncapped, one         issue 5 item 10's missing rows            <= 170 s
 #      dynamic-batch compile
 #   D. kernels ON compiled, B=32 (only if B produced a row)           issue 6's "B=32 fits in 12 GiB"           <= 120 s
+#      (if B gave no row: B2 = B with TORCHINDUCTOR_COMPILE_THREADS=1  is it inductor's compile-worker pool?)
 #   E. benches/cores.py on the host's 16 cores, 100 MB corpus         issue 2's "how it scales with cores"      the rest
 #
 # Build here first, then carry the extension (no wheel install needed; the device has torch/triton/numpy):
@@ -58,7 +59,12 @@ if [ "$B_RC" -eq 0 ] && [ -f "$OUT/mfu_B.json" ]; then
   step D_compiled_on_b32 120 python -m wikigpt bench mfu --caps 12 --batches 32 --kernels on --steps 5 --warmup 2 \
     --out "$OUT/mfu_D"
 else
-  log "D_compiled_on_b32: skipped (B produced no result)"
+  # B gave no row: use D's time to split the compiler's parts. One compile thread (no inductor subprocess pool) and
+  # stack dumps every 20 s: if this finishes, the hang is in the pool or a worker; if not, the stacks say where.
+  log "D_compiled_on_b32: skipped (B produced no result); running B2 instead"
+  TORCHINDUCTOR_COMPILE_THREADS=1 TORCH_LOGS=recompiles,graph_breaks step B2_compiled_on_1thread 120 \
+    python -m wikigpt bench mfu --caps 12 --batches 8 --kernels on --steps 3 --warmup 1 --dump-stacks-s 20 \
+    --out "$OUT/mfu_B2"
 fi
 
 step E_cores 600 python benches/cores.py --threads 1,2,4,8,16 --size-mb 100
