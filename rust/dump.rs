@@ -197,7 +197,7 @@ impl Namespaces {
 #[derive(Clone, Debug, Default)]
 pub struct SiteInfo {
     pub dbname: String,
-    /// `<base>`, e.g. https://en.wikipedia.org/wiki/Main_Page
+    /// `<base>`, e.g. <https://en.wikipedia.org/wiki/Main_Page>
     pub base_url: String,
     /// `xml:lang` of the root element, e.g. "en"
     pub lang: String,
@@ -246,7 +246,7 @@ pub struct Page {
     pub revid: Option<u64>,
     /// XML-unescaped wikitext; "" for empty or deleted text (`<text deleted="deleted"/>`).
     pub text: String,
-    /// Decoded byte offset of "<page>" in the XML stream.
+    /// Decoded byte offset of `<page>` in the XML stream.
     pub offset: u64,
 }
 

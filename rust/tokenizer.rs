@@ -11,7 +11,7 @@
 //!    hands `\s`, `\p{L}` and `\p{N}` to, so both sides use one set of Unicode tables (`char::is_alphabetic` and
 //!    `char::is_whitespace` are *different* sets: Alphabetic includes marks and Nl, White_Space vs. \s agree today but
 //!    we do not depend on it). ASCII is classified from a 128-entry table; other code points from a two-level table.
-//! 2. [`byte_pair_merge`]: tiktoken's `_byte_pair_merge` (pieces < 100 bytes) and `_byte_pair_merge_large` (a heap,
+//! 2. `byte_pair_merge`: tiktoken's `_byte_pair_merge` (pieces < 100 bytes) and `_byte_pair_merge_large` (a heap,
 //!    for longer pieces), with the same tie-breaking (lowest rank, then leftmost), so the merges are the same.
 //! 3. Per-[`Encoder`] caches: a small direct-mapped "hot" table (piece → tokens, 8192 slots, L2-sized) answers the
 //!    most frequent pieces; on a miss, the shared ranks table (pieces that are one token, as tiktoken checks first),

@@ -2,7 +2,7 @@
 //!
 //! Three linear passes, in MediaWiki's own order (templates before block structure, entities last):
 //!
-//! 1. **Preprocess** ([`parse`]): one scan builds a small tree of the constructs that nest: templates `{{…}}`,
+//! 1. **Preprocess** (`parse`): one scan builds a small tree of the constructs that nest: templates `{{…}}`,
 //!    parameters `{{{…}}}`, links `[[…]]` (all split into parts at top-level `|`), and extension tags (`<ref>`,
 //!    `<math>`, `<nowiki>`, …), whose content is opaque, as in MediaWiki's preprocessor (braces inside a `<ref>` never
 //!    pair with braces outside). Comments are removed here, first. Brace runs pair like MediaWiki's preprocessor
@@ -10,18 +10,18 @@
 //!    their opening `{{`/`[[` is dropped and their content kept as plain text, so a stray `{{` never swallows the
 //!    rest of an article (MediaWiki shows them literally; we drop the brackets so no markup is left). Nesting deeper
 //!    than [`MAX_DEPTH`] is treated as text, which bounds the work of unwinding to O(depth·n).
-//! 2. **Render** ([`Renderer`]): templates become text when they carry prose or numbers (`{{convert}}`, dates,
-//!    `{{lang}}`, `{{nowrap}}`, `{{frac}}`, … see [`Renderer::template`]) and vanish otherwise; links become their
+//! 2. **Render** (`Renderer`): templates become text when they carry prose or numbers (`{{convert}}`, dates,
+//!    `{{lang}}`, `{{nowrap}}`, `{{frac}}`, … see `Renderer::template`) and vanish otherwise; links become their
 //!    label, except File/Image/Media/Category links (by the wiki's own namespace names) and interlanguage links,
 //!    which vanish; extension tags vanish except `<nowiki>` (content kept literally), `<math>` with `keep_math`, and
 //!    inline `<syntaxhighlight>`. The result is still line-structured wikitext without templates or links.
-//! 3. **Blocks** ([`blocks`]): line by line: tables `{|…|}` are dropped (nested; an unclosed table ends at the next
+//! 3. **Blocks** (`blocks`): line by line: tables `{|…|}` are dropped (nested; an unclosed table ends at the next
 //!    blank line), headings and list items are recognised, then each line's inline markup goes in one scan: external
 //!    links `[url label]` → label, HTML tags stripped (content kept), `''`/`'''` removed, `__MAGIC__` words removed,
-//!    HTML entities decoded (here, last, so `&lt;ref&gt;` written in the wikitext stays the text "<ref>"). Then the
+//!    HTML entities decoded (here, last, so `&lt;ref&gt;` written in the wikitext stays the text `"<ref>"`). Then the
 //!    leftovers of removal are repaired: empty `()`/`( ; )`, space before punctuation, runs of spaces. Finally empty
 //!    sections and the reference/navigation sections ("See also", "References", "External links", "Further reading",
-//!    … see [`NAV_SECTIONS`]) are dropped whole; "Notes", "Bibliography", "Literature", … only when they hold no prose
+//!    … see `NAV_SECTIONS`) are dropped whole; "Notes", "Bibliography", "Literature", … only when they hold no prose
 //!    paragraph (they are topics in some articles).
 //!
 //! Output: blocks separated by "\n\n": a paragraph (its source lines joined by a space), a heading (its own block,
@@ -35,10 +35,10 @@
 //! --example clean_bench`; the clean text is 47% of the XML): `clean` went from 7.0-7.8 to 2.3-2.4 CPU-s per GB of
 //! XML, with byte-identical output (checked on the sample, a 250 MB corpus and 150k random markup soups against the
 //! previous cleaner). What it took, in order of effect:
-//! - Skipping plain text 16 bytes at a time ([`ByteSet::find`], SSE2) in the three scans (preprocessor, inline
+//! - Skipping plain text 16 bytes at a time (`ByteSet::find`, SSE2) in the three scans (preprocessor, inline
 //!   markup, repair): the byte-by-byte skip loops were ~40% of the time. `repair` also copies words, single spaces
 //!   and punctuation right after a word as runs, since that is exactly what its slow path would write.
-//! - The preprocessor tree in two flat arrays ([`Tree`]) instead of a `Vec` per template/link and per part:
+//! - The preprocessor tree in two flat arrays (`Tree`) instead of a `Vec` per template/link and per part:
 //!   allocating and freeing those was ~20%. Link targets and template names are borrowed when they are plain text,
 //!   link labels rendered in place.
 //! - Left as they are: the preprocessor's dispatch on each markup byte (~1/3 of what remains), rendering, and the
