@@ -3,7 +3,7 @@
 # per-call limit. Session 1's gpu_check.sh stalled on its first kernels-ON compiled configuration (no row in 140 s),
 # so this runs the questions in the order that separates the causes, each under its own timeout, and always goes on:
 #
-#   A. kernels ON, eager (no torch.compile), B=8, 12 GiB cap          are the kernels themselves slow on CUDA?  <= 90 s
+#   A. kernels OFF then ON, eager (no torch.compile), B=8, 12 GiB   are the kernels themselves slow on CUDA?  <= 100 s
 #   B. kernels ON, compiled, B=8, with stack dumps every 30 s and      is it the compiler (and where)?           <= 150 s
 #      TORCH_LOGS=recompiles,graph_breaks
 #   C. kernels OFF sweep, B=8/16/32, capped and uncapped, one         issue 5 item 10's missing rows            <= 170 s
@@ -45,8 +45,8 @@ print(f"python {platform.python_version()}, torch {torch.__version__}, triton {t
       f"{wikigpt.__file__}; {torch.cuda.get_device_name()} {torch.cuda.get_device_capability()}")
 EOF
 
-step A_eager_on 90 python -m wikigpt bench mfu --caps 12 --batches 8 --kernels on --no-compile --steps 3 --warmup 1 \
-  --out "$OUT/mfu_A"
+step A_eager_on 100 python -m wikigpt bench mfu --caps 12 --batches 8 --kernels off,on --no-compile --steps 5 \
+  --warmup 2 --out "$OUT/mfu_A"
 
 TORCH_LOGS=recompiles,graph_breaks step B_compiled_on 150 python -m wikigpt bench mfu --caps 12 --batches 8 \
   --kernels on --steps 5 --warmup 2 --dump-stacks-s 30 --out "$OUT/mfu_B"
