@@ -320,6 +320,46 @@ def test_cli_parts_real_dumpstatus(monkeypatch, capsys):
             ["11", "2"], ["12", "2"], ["total", "4"]]
 
 
+def test_train_time_estimate_from_a_real_run(monkeypatch, capsys, server, sample_dataset, tmp_path):
+    """`parts --run RUN`: one pass over the parts' estimated tokens at the median tokens/s the run logged, leaving out
+    each session's first window (compile, warm-up); a resumed session starts a new first window."""
+    pytest.importorskip("torch")
+    from wikigpt.trainer import TrainConfig, train
+
+    run = tmp_path / "run"
+    base = dict(dataset=str(sample_dataset), out=str(run), preset="tiny", batch_size=2, block_size=32,
+                eval_interval=4, eval_iters=1, log_interval=1, sample_tokens=0, device="cpu")
+    train(TrainConfig(max_iters=4, **base))
+    train(TrainConfig(max_iters=8, resume=True, **base))
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6, 7, 8]
+    kept = sorted(r["tokens_per_s"] for r in steps if r["step"] not in (1, 5))
+    speed = dumps.run_train_speed(run)
+    assert speed.windows == 6 and speed.tokens_per_s == pytest.approx((kept[2] + kept[3]) / 2)
+    assert "3.3M parameters, T=32, micro-batch 2, on cpu" in speed.what
+
+    rc = run_cli(monkeypatch, ["parts", "--wiki", WIKI, "--date", DATE, "--mirror", server.base, "--run", str(run),
+                               "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["train_tokens_per_s"] == pytest.approx(speed.tokens_per_s)
+    for p in doc["parts"]:
+        assert p["estimate"]["train_seconds"] == pytest.approx(p["estimate"]["tokens"] / speed.tokens_per_s)
+    rc = run_cli(monkeypatch, ["parts", "--wiki", WIKI, "--date", DATE, "--mirror", server.base, "--run", str(run)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "est. time to train one pass over their ~" in out and "median of 6 logged windows" in out
+    rc = run_cli(monkeypatch, ["parts", "--wiki", WIKI, "--date", DATE, "--mirror", server.base])
+    assert "est. time to train: add --run RUN_FOLDER" in capsys.readouterr().out
+    # not a run folder, or a run with no speed yet: one line
+    rc = run_cli(monkeypatch, ["parts", "--wiki", WIKI, "--date", DATE, "--mirror", server.base, "--run",
+                               str(tmp_path)])
+    assert rc == 1 and "no metrics.jsonl" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text(json.dumps(steps[0]) + "\n")
+    with pytest.raises(ConfigError, match="no training speed logged yet"):
+        dumps.run_train_speed(tmp_path / "empty")
+
+
 def test_cli_parts_error_is_one_line(monkeypatch, capsys, server):
     rc = run_cli(monkeypatch, ["parts", "--wiki", "xxwiki", "--mirror", server.base])
     err = capsys.readouterr().err

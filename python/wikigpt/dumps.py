@@ -75,6 +75,8 @@ DEFAULT_MIRROR = "https://dumps.wikimedia.org"
 #   both). wikiextractor 3.1.0 keeps less of the same pages (0.429; tiktoken gives it 4.73 bytes/token).
 # - shard bytes per token: 2 exactly (uint16 tokens; the 1 kB header per shard is negligible).
 # - time to `add` (.bz2 to token shards): measured on this machine when asked (`add_seconds` below).
+# - time to train one pass over the parts (`parts --run RUN`): the estimated tokens over the median tokens/s that
+#   the user's own run logged (`run_train_speed`); nothing is assumed about a card we have not seen run.
 XML_PER_COMPRESSED = 3.591
 TEXT_PER_XML = 0.467
 BYTES_PER_TOKEN = 4.635
@@ -185,7 +187,9 @@ def _fmt_duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
@@ -198,6 +202,83 @@ def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
     return (f"est. time to add: {about}{_fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} "
             f"(this machine ran the bundled sample at {add_speed() / 1e6:.0f} MB/s of XML per thread just now; "
             f"assumes each further thread adds {ADD_THREAD_EFFICIENCY:.0%} of that; more if cores are busy)")
+
+
+@dataclass
+class TrainSpeed:
+    """Training throughput measured by one of the user's own runs (the estimate `parts --run` bases its time on)."""
+
+    tokens_per_s: float
+    windows: int  # logged step windows the median is over
+    what: str  # the run, its model and its device, for the printed line
+
+
+def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
+    """Median tokens/s over a `wikigpt train` run's logged step windows (metrics.jsonl), leaving out the first window
+    of each session (torch.compile and warm-up). Reads only the run's JSON files (no torch)."""
+    run = Path(run_dir)
+    metrics = run / "metrics.jsonl"
+    if not metrics.is_file():
+        raise ConfigError(f"{run}: no metrics.jsonl (give a folder that `wikigpt train --out` wrote)")
+    # where each session (the first run, then every --resume) started: meta.json's start_iter and its history's
+    session_starts = {0}
+    try:
+        meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+        for m in [meta, *meta.get("history", [])]:
+            if isinstance(m.get("start_iter"), int):
+                session_starts.add(m["start_iter"])
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    speeds: list[float] = []
+    last_step = None
+    for n, line in enumerate(metrics.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise ConfigError(f"{metrics}: line {n} is not JSON") from None
+        if not isinstance(rec, dict) or rec.get("kind") != "step":
+            continue
+        step, tps = rec.get("step"), rec.get("tokens_per_s")
+        if not isinstance(step, int):
+            continue
+        # the first window after a session's start includes torch.compile and warm-up: not the steady speed
+        first_of_session = last_step is None or step <= last_step or any(last_step <= s < step for s in session_starts)
+        last_step = step
+        if not first_of_session and isinstance(tps, (int, float)) and tps > 0:
+            speeds.append(float(tps))
+    if not speeds:
+        raise ConfigError(f"{run}: no training speed logged yet (it needs at least two logged step windows)")
+    speeds.sort()
+    mid = len(speeds) // 2
+    median = speeds[mid] if len(speeds) % 2 else (speeds[mid - 1] + speeds[mid]) / 2
+    about = []
+    try:
+        cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        derived = cfg.get("derived", {})
+        if derived.get("parameters"):
+            about.append(f"{derived['parameters'] / 1e6:.1f}M parameters")
+        if cfg.get("model", {}).get("block_size"):
+            about.append(f"T={cfg['model']['block_size']}")
+        if derived.get("micro_batch"):
+            about.append(f"micro-batch {derived['micro_batch']}")
+        device = json.loads((run / "meta.json").read_text(encoding="utf-8")).get("device")
+        if device:
+            about.append(f"on {device}" + (f" x{derived['world_size']}" if derived.get("world_size", 1) > 1 else ""))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass  # the description is a courtesy; the speed itself came from metrics.jsonl
+    what = f"{run}" + (f": {', '.join(about)}" if about else "")
+    return TrainSpeed(median, len(speeds), what)
+
+
+def describe_train_time(tokens: int, speed: Optional[TrainSpeed]) -> str:
+    """One line: how long one pass over `tokens` takes at a run's measured speed, or how to get that estimate."""
+    if speed is None:
+        return ("est. time to train: add --run RUN_FOLDER (one of your `wikigpt train` runs) to estimate it from "
+                "that run's measured tokens/s")
+    count = f"{tokens / 1e9:.2f}B" if tokens >= 1e9 else f"{tokens / 1e6:.1f}M"
+    return (f"est. time to train one pass over their ~{count} tokens: {_fmt_duration(tokens / speed.tokens_per_s)}"
+            f" at {speed.tokens_per_s:,.0f} tokens/s (the median of {speed.windows} logged windows of {speed.what}; "
+            f"a bigger model, batch or another card changes it)")
 
 
 # ------------------------------------------------------------------------------------------------------- HTTP engine
@@ -1218,16 +1299,24 @@ def _cmd_parts(args: argparse.Namespace) -> int:
     date = resolve_date(args.wiki, args.date, base, args.multistream)
     parts = list_parts(args.wiki, date, base, args.multistream)
     shown = select_parts(parts, args.parts) if args.parts else parts
+    speed = run_train_speed(args.run) if args.run else None
     if args.json:
         threads = default_processes()
+
+        def train_seconds(p: Any) -> Optional[float]:
+            return estimate(p.size).tokens / speed.tokens_per_s if speed else None
+
         out = [
             {"number": p.number, "size": p.size,
-             "estimate": {**dataclasses.asdict(estimate(p.size)), "add_seconds": add_seconds(p.size, threads)},
+             "estimate": {**dataclasses.asdict(estimate(p.size)), "add_seconds": add_seconds(p.size, threads),
+                          "train_seconds": train_seconds(p)},
              "files": [dataclasses.asdict(f) for f in p.files]}
             for p in shown
         ]
         print(json.dumps({"wiki": args.wiki, "date": date, "mirror": base, "threads": threads,
-                          "add_bytes_per_s_per_thread": add_speed(), "parts": out}, indent=2))
+                          "add_bytes_per_s_per_thread": add_speed(),
+                          "train_tokens_per_s": speed.tokens_per_s if speed else None,
+                          "train_speed_from": speed.what if speed else None, "parts": out}, indent=2))
         return 0
     kind = "pages-articles-multistream" if args.multistream else "pages-articles"
     print(f"{args.wiki} {date} {kind} from {base}: {len(parts)} parts, {sum(len(p.files) for p in parts)} files")
@@ -1241,6 +1330,7 @@ def _cmd_parts(args: argparse.Namespace) -> int:
         f"their shards about {human_bytes(estimate(pl.total).shard_bytes)}"
     )
     print(describe_add_time(pl.total))
+    print(describe_train_time(estimate(pl.total).tokens, speed))
     return 0
 
 
@@ -1270,6 +1360,8 @@ def add_cli(subparsers: Any) -> None:
     add_download_arguments(p, parts_required=False)
     p.add_argument("--dest", default=".", help="folder whose free space is compared with the sizes (default .)")
     p.add_argument("--json", action="store_true", help="print the parts and their files as JSON instead of a table")
+    p.add_argument("--run", metavar="RUN_FOLDER", help="a run folder of `wikigpt train`: estimate the time to train "
+                   "one pass over the parts from its measured tokens/s")
     p.set_defaults(func=_cmd_parts)
 
     d = subparsers.add_parser(
