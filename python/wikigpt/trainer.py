@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._cpu_memory import keep_freed_memory
+from ._progress import _fmt_eta
 from .errors import CheckpointError, ConfigError
 
 # Dense bf16 tensor-core peaks (TFLOPS, fp32 accumulate), matched against torch.cuda.get_device_name in order.
@@ -724,6 +725,7 @@ def train(cfg: TrainConfig) -> RunResult:
     first_iter = iter_num
     last: dict = {}
     window_tokens, window_time = 0, 0.0
+    logged_windows, eta_s_per_step = 0, 0.0  # for the console's ETA (training steps; evaluations not counted)
     # CPU: keep the step's large freed tensors in malloc's heap for the next step instead of unmapping and
     # zero-filling them again (2.1x the tiny preset's speed; see _cpu_memory.py); restored when the loop ends
     loop_context = contextlib.ExitStack()
@@ -817,6 +819,16 @@ def train(cfg: TrainConfig) -> RunResult:
                 mfu = flops_per_token * tps / (peak * 1e12 * world) if (peak and tps) else None
                 metrics.write({"kind": "step", "step": iter_num, "tokens_seen": tokens_seen, "loss": lossf,
                                "lr": lr, "tokens_per_s": tps, "mfu": mfu})
+                # the console line (nanoGPT prints one per log_interval too): evaluations can be thousands of steps
+                # apart, and a long run must show it is moving and when it will end
+                s_per_step = dt / cfg.log_interval
+                logged_windows += 1
+                # the session's first window holds torch.compile and warm-up: the second replaces it, then smooth
+                eta_s_per_step = s_per_step if logged_windows <= 2 else 0.7 * eta_s_per_step + 0.3 * s_per_step
+                _log(f"step {iter_num}/{max_iters}: loss {lossf:.4f}, lr {lr:.2e}, {1000 * s_per_step:,.0f} ms/step"
+                     + (f", {tps:,.0f} tok/s" if tps else "") + (f", MFU {100 * mfu:.1f}%" if mfu else "")
+                     + f", {tokens_seen / 1e6:,.1f}M tokens, ETA {_fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
+                     rank)
     except torch.OutOfMemoryError:
         raise ConfigError(
             f"out of GPU memory at step {iter_num} with micro-batch {micro} x {block_size} tokens: use "
