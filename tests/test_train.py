@@ -384,6 +384,6 @@ def test_console_shows_each_logged_step_with_an_eta(sample_dataset, tmp_path, ca
     train(tiny(sample_dataset, tmp_path / "r", max_iters=6, eval_interval=6, log_interval=2, sample_tokens=0))
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("wikigpt train: step ") and "/6: loss" in line]
-    assert [line.split()[2] for line in lines] == ["2/6:", "4/6:", "6/6:"], err
+    assert [line.split()[3] for line in lines] == ["2/6:", "4/6:", "6/6:"], err
     assert all(" ms/step, " in line and " tok/s, " in line and ", ETA " in line for line in lines), lines
     assert lines[-1].endswith("ETA 00:00")

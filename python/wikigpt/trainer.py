@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._cpu_memory import keep_freed_memory
-from ._progress import _fmt_eta
+from ._progress import _fmt_count, _fmt_eta
 from .errors import CheckpointError, ConfigError
 
 # Dense bf16 tensor-core peaks (TFLOPS, fp32 accumulate), matched against torch.cuda.get_device_name in order.
@@ -827,7 +827,7 @@ def train(cfg: TrainConfig) -> RunResult:
                 eta_s_per_step = s_per_step if logged_windows <= 2 else 0.7 * eta_s_per_step + 0.3 * s_per_step
                 _log(f"step {iter_num}/{max_iters}: loss {lossf:.4f}, lr {lr:.2e}, {1000 * s_per_step:,.0f} ms/step"
                      + (f", {tps:,.0f} tok/s" if tps else "") + (f", MFU {100 * mfu:.1f}%" if mfu else "")
-                     + f", {tokens_seen / 1e6:,.1f}M tokens, ETA {_fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
+                     + f", {_fmt_count(tokens_seen)} tokens, ETA {_fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
                      rank)
     except torch.OutOfMemoryError:
         raise ConfigError(
