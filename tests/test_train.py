@@ -104,7 +104,7 @@ def test_loss_falls(sample_dataset, tmp_path):
     assert ck["data_state"]["parts"] == [part] and ck["schedule"]["kind"] == "wsd"
 
 
-def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypatch):
+def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypatch, capsys):
     full = train(tiny(sample_dataset, tmp_path / "full", max_iters=8, eval_interval=4, dropout=0.1))
     # the same run, killed during its 7th step (after the checkpoint at step 4; steps 5 and 6 were logged)
     import wikigpt.data as data
@@ -117,9 +117,12 @@ def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypa
         return orig(self, index, batch_size)
 
     monkeypatch.setattr(data.TokenData, "train_batch", dies)
+    capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
         train(tiny(sample_dataset, tmp_path / "killed", max_iters=8, eval_interval=4, dropout=0.1))
     assert max(r["step"] for r in records(tmp_path / "killed", "step")) == 6
+    assert (f"interrupted at step 6; {tmp_path / 'killed' / 'ckpt.pt'} holds step 4; to continue from it, rerun "
+            "with --resume") in capsys.readouterr().err
     monkeypatch.setattr(data.TokenData, "train_batch", orig)
     with pytest.raises(ConfigError, match="run folder exists; pass --resume"):
         train(tiny(sample_dataset, tmp_path / "killed", max_iters=8, eval_interval=4, dropout=0.1))

@@ -697,6 +697,8 @@ def train(cfg: TrainConfig) -> RunResult:
         out.update(evaluate(eval_model, data, iters=cfg.eval_iters, batch_size=micro, device=device, dtype=dtype))
         return out
 
+    saved_step = [iter_num if cfg.resume else None]  # the step of the checkpoint in run_dir, for an interrupted run
+
     def save(it: int, val: Optional[float]) -> None:
         state = {
             "model": raw_model.state_dict(),
@@ -715,6 +717,7 @@ def train(cfg: TrainConfig) -> RunResult:
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
         }
         save_checkpoint(run_dir / "ckpt.pt", state)
+        saved_step[0] = it
         if cfg.keep_best and val is not None and val <= best_val:
             shutil.copyfile(run_dir / "ckpt.pt", run_dir / ".best.pt.tmp")
             os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
@@ -829,6 +832,15 @@ def train(cfg: TrainConfig) -> RunResult:
                      + (f", {tps:,.0f} tok/s" if tps else "") + (f", MFU {100 * mfu:.1f}%" if mfu else "")
                      + f", {_fmt_count(tokens_seen)} tokens, ETA {_fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
                      rank)
+    except KeyboardInterrupt:
+        # Ctrl-C: nothing half-written (checkpoints are atomic); say what is kept and how to go on
+        how = "the same command continues from it" if cfg.resume else (
+            "to continue from it, rerun with --resume in place of " + ("--overwrite" if cfg.overwrite else "--init-from")
+            if (cfg.overwrite or cfg.init_from) else "to continue from it, rerun with --resume")
+        kept = (f"{run_dir / 'ckpt.pt'} holds step {saved_step[0]}; {how}" if saved_step[0] is not None
+                else "no checkpoint was written in this run yet")
+        _log(f"interrupted at step {iter_num}; {kept}", rank)
+        raise
     except torch.OutOfMemoryError:
         raise ConfigError(
             f"out of GPU memory at step {iter_num} with micro-batch {micro} x {block_size} tokens: use "
