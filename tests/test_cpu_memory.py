@@ -1,5 +1,6 @@
 """keep_freed_memory (the trainer's CPU loop runs inside it): a large freed block stays in malloc's heap for the next
-step instead of going back to the OS, and leaving the block restores glibc's defaults. Read through mallinfo2, so
+step instead of going back to the OS, and leaving the block puts the thresholds where glibc's dynamic ones settle
+(32 MiB mmap). Read through mallinfo2, so
 only on Linux with glibc >= 2.33."""
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ def _where_64mb_goes() -> tuple[int, int]:
     return mapped, _info().fordblks
 
 
-def test_freed_blocks_stay_in_the_heap_and_defaults_come_back():
+def test_freed_blocks_stay_in_the_heap_and_thresholds_come_back():
     with keep_freed_memory() as ok:
         assert ok
         mapped, free_after = _where_64mb_goes()
         assert mapped == 0, "inside: a 64 MiB block must come from the heap, not its own mmap"
         assert free_after >= MB64, "inside: the freed block must stay in the heap for the next step"
-    # restored: glibc's default threshold sends a 64 MiB block to its own mapping again, and the heap was trimmed
+    # after: a 64 MiB block (over the 32 MiB threshold) gets its own mapping again, and the heap was trimmed
     mapped, _ = _where_64mb_goes()
     assert mapped >= MB64
     assert _info().fordblks < MB64

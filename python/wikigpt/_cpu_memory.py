@@ -8,8 +8,10 @@ micro-batch 8 x 64, fp32, 20 steps): 272 ms/step with 5.0 s of the 10.7 CPU-s sp
 ms/step and 0.0 s in the kernel with both thresholds raised: 2.1x faster, the same losses.
 
 `keep_freed_memory()` raises the mmap and trim thresholds to 1 GiB for the duration of a CPU run, so freed blocks go
-back to malloc's heap and the next step reuses them, then restores glibc's defaults and hands the heap's free memory
-back to the OS (malloc_trim). CUDA tensors do not go through malloc (PyTorch caches them itself), so GPU runs do not
+back to malloc's heap and the next step reuses them, then sets the thresholds to where glibc's own dynamic adjustment
+ends up in a process that has freed large blocks (mmap 32 MiB, trim 64 MiB; setting them by hand switches that
+adjustment off for good, and the 128 KiB start value would send the Rust pipeline's ~1 MB block buffers to mmap in a
+process that goes on to `add` data, as `wikigpt grow` does) and hands the heap's free memory back (malloc_trim). CUDA tensors do not go through malloc (PyTorch caches them itself), so GPU runs do not
 use this. Elsewhere (macOS, musl, Windows) it does nothing.
 """
 
@@ -25,7 +27,8 @@ from typing import Iterator, Optional
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 1 << 30  # blocks below this stay on the heap; mallopt takes an int, so at most 2**31 - 1
-_GLIBC_DEFAULT = 128 * 1024  # both thresholds' documented defaults
+_MMAP_AFTER = 32 << 20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where the dynamic threshold settles
+_TRIM_AFTER = 64 << 20  # glibc keeps the trim threshold at twice the dynamic mmap threshold
 
 
 def _glibc() -> Optional[ctypes.CDLL]:
@@ -51,6 +54,6 @@ def keep_freed_memory() -> Iterator[bool]:
         yield ok
     finally:
         if libc is not None:
-            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT)
-            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT)
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_AFTER)
+            libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_AFTER)
             libc.malloc_trim(0)
