@@ -48,7 +48,7 @@ def test_freed_blocks_stay_in_the_heap_and_thresholds_come_back():
         mapped, free_after = _where_64mb_goes()
         assert mapped == 0, "inside: a 64 MiB block must come from the heap, not its own mmap"
         assert free_after >= MB64, "inside: the freed block must stay in the heap for the next step"
-    # after: a 64 MiB block (over the 32 MiB threshold) gets its own mapping again, and the heap was trimmed
+    # after: a 64 MiB block (over the 32 MiB threshold) gets its own mapping again. (Whether malloc_trim gave pages
+    # back cannot be read here: mallinfo2 counts trimmed free chunks inside the heap as free bytes all the same.)
     mapped, _ = _where_64mb_goes()
     assert mapped >= MB64
-    assert _info().fordblks < MB64
