@@ -390,3 +390,12 @@ def test_console_shows_each_logged_step_with_an_eta(sample_dataset, tmp_path, ca
     assert [line.split()[3] for line in lines] == ["2/6:", "4/6:", "6/6:"], err
     assert all(" ms/step, " in line and " tok/s, " in line and ", ETA " in line for line in lines), lines
     assert lines[-1].endswith("ETA 00:00")
+
+
+def test_vram_budget_is_the_smaller_of_the_flag_and_the_card():
+    from wikigpt.trainer import vram_budget
+
+    gib = 1024**3
+    assert vram_budget(12, 80 * gib) == (0.9 * 12 * gib, None)  # a big card capped to a 4070's 12 GiB
+    budget, note = vram_budget(12, int(11.2 * gib))  # a 4070 (11.99 GiB) with the desktop on it
+    assert budget == 0.9 * int(11.2 * gib) and "the card has 11.20 GiB for this process" in note

@@ -382,6 +382,19 @@ def _memory_floor_bytes(n_params: int, block_size: int, vocab_size: int, n_embd:
     return weights + logits + acts
 
 
+def vram_budget(vram_gb: float, available_bytes: int) -> tuple[float, Optional[str]]:
+    """Peak allocated bytes a micro-batch may reach: 90% (the rest for the allocator's fragmentation and the CUDA
+    context) of the smaller of --vram-gb and what this process can have of the card now (its free memory plus what
+    this process already holds). A "12 GB" RTX 4070 has 11.99 GiB, and a desktop's display takes some of it: fitting
+    to --vram-gb alone would pick a batch that runs out of memory there. Returns (bytes, a log line if the card is
+    the bound)."""
+    asked = vram_gb * GiB
+    if available_bytes < asked:
+        return 0.9 * available_bytes, (f"--vram-gb {vram_gb:g}: the card has {available_bytes / GiB:.2f} GiB for this "
+                                       "process (the rest is in use or not there): fitting to that")
+    return 0.9 * asked, None
+
+
 def _fit_batch(model, cfg: TrainConfig, device, dtype, block_size: int, seqs_per_rank: int, rank: int) -> int:
     """Largest micro-batch dividing `seqs_per_rank` whose training step fits in --vram-gb, by measuring the peak
     allocated memory of real forward+backward+AdamW steps (eager, lr 0 so the weights do not move)."""
@@ -389,7 +402,11 @@ def _fit_batch(model, cfg: TrainConfig, device, dtype, block_size: int, seqs_per
 
     from .data import autocast
 
-    budget = cfg.vram_gb * GiB * 0.9  # 10% for the allocator's fragmentation and the CUDA context
+    torch.cuda.synchronize(device)
+    free, _total = torch.cuda.mem_get_info(device)
+    budget, note = vram_budget(cfg.vram_gb, free + torch.cuda.memory_reserved(device))
+    if note:
+        _log(note, rank)
     cand = sorted({b for b in range(1, seqs_per_rank + 1) if seqs_per_rank % b == 0})
 
     def peak(b: int) -> Optional[int]:
