@@ -42,7 +42,7 @@ from .errors import CheckpointError, ConfigError
 PEAK_TFLOPS: list[tuple[str, float, str]] = [
     (r"H100.*PCIe", 756.0, "H100 PCIe"),
     (r"H100", 989.0, "H100 SXM"),
-    (r"H200", 989.0, "H200"),
+    (r"H200", 989.0, "H200"),  # GH200 too
     (r"A100", 312.0, "A100"),
     (r"RTX 4090$", 165.2, "RTX 4090"),
     (r"RTX 4070$", 58.3, "RTX 4070"),

@@ -37,16 +37,6 @@ from typing import Any, Optional
 
 GiB = 1024**3
 
-# dense bf16 tensor-core peaks (fp32 accumulate), by a substring of torch.cuda.get_device_name(); first match wins
-PEAKS_TFLOPS: list[tuple[str, float]] = [
-    ("H100 PCIe", 756.0),
-    ("H100", 989.0),
-    ("H200", 989.0),
-    ("GH200", 989.0),
-    ("A100", 312.0),
-    ("4090", 165.2),
-    ("4070", 58.3),
-]
 
 # DESIGN.md, "Measured anchors": nanoGPT's model.py, torch.compile, bf16, fused AdamW, one H100 80GB, torch 2.11
 NANOGPT_ANCHORS = {
@@ -73,10 +63,10 @@ class Row:
 
 
 def peak_tflops_for(name: str) -> Optional[float]:
-    for key, tf in PEAKS_TFLOPS:
-        if key.lower() in name.lower():
-            return tf
-    return None
+    """The card's dense bf16 peak from the trainer's table (one table, so `train` and `bench mfu` agree), or None."""
+    from ..trainer import peak_tflops_for as table_lookup
+
+    return table_lookup(name)[0]
 
 
 def _parse_list(s: str, kind=int) -> list:
