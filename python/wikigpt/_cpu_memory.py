@@ -11,8 +11,9 @@ ms/step and 0.0 s in the kernel with both thresholds raised: 2.1x faster, the sa
 back to malloc's heap and the next step reuses them, then sets the thresholds to where glibc's own dynamic adjustment
 ends up in a process that has freed large blocks (mmap 32 MiB, trim 64 MiB; setting them by hand switches that
 adjustment off for good, and the 128 KiB start value would send the Rust pipeline's ~1 MB block buffers to mmap in a
-process that goes on to `add` data, as `wikigpt grow` does) and hands the heap's free memory back (malloc_trim). CUDA tensors do not go through malloc (PyTorch caches them itself), so GPU runs do not
-use this. Elsewhere (macOS, musl, Windows) it does nothing.
+process that goes on to `add` data, as `wikigpt grow` does) and hands the heap's free memory back (malloc_trim). CUDA
+tensors do not go through malloc (PyTorch caches them itself), so GPU runs do not use this. Elsewhere (macOS, musl,
+Windows) it does nothing.
 """
 
 from __future__ import annotations

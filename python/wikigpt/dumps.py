@@ -220,15 +220,17 @@ def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():
         raise ConfigError(f"{run}: no metrics.jsonl (give a folder that `wikigpt train --out` wrote)")
+    def read_json(name: str) -> dict:  # config.json and meta.json only describe the run: missing is not fatal
+        try:
+            doc = json.loads((run / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    meta, cfg = read_json("meta.json"), read_json("config.json")
     # where each session (the first run, then every --resume) started: meta.json's start_iter and its history's
-    session_starts = {0}
-    try:
-        meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
-        for m in [meta, *meta.get("history", [])]:
-            if isinstance(m.get("start_iter"), int):
-                session_starts.add(m["start_iter"])
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
+    session_starts = {0} | {m["start_iter"] for m in [meta, *meta.get("history", [])]
+                            if isinstance(m, dict) and isinstance(m.get("start_iter"), int)}
     speeds: list[float] = []
     last_step = None
     for n, line in enumerate(metrics.read_text(encoding="utf-8").splitlines(), 1):
@@ -252,8 +254,7 @@ def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
     mid = len(speeds) // 2
     median = speeds[mid] if len(speeds) % 2 else (speeds[mid - 1] + speeds[mid]) / 2
     about = []
-    try:
-        cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    try:  # a courtesy for the printed line; the speed itself came from metrics.jsonl
         derived = cfg.get("derived", {})
         if derived.get("parameters"):
             about.append(f"{derived['parameters'] / 1e6:.1f}M parameters")
@@ -261,11 +262,11 @@ def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
             about.append(f"T={cfg['model']['block_size']}")
         if derived.get("micro_batch"):
             about.append(f"micro-batch {derived['micro_batch']}")
-        device = json.loads((run / "meta.json").read_text(encoding="utf-8")).get("device")
-        if device:
-            about.append(f"on {device}" + (f" x{derived['world_size']}" if derived.get("world_size", 1) > 1 else ""))
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass  # the description is a courtesy; the speed itself came from metrics.jsonl
+        if meta.get("device"):
+            about.append(f"on {meta['device']}" + (f" x{derived['world_size']}" if derived.get("world_size", 1) > 1
+                                                   else ""))
+    except (TypeError, AttributeError, ValueError):
+        pass
     what = f"{run}" + (f": {', '.join(about)}" if about else "")
     return TrainSpeed(median, len(speeds), what)
 

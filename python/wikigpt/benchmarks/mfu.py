@@ -62,13 +62,6 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def peak_tflops_for(name: str) -> Optional[float]:
-    """The card's dense bf16 peak from the trainer's table (one table, so `train` and `bench mfu` agree), or None."""
-    from ..trainer import peak_tflops_for as table_lookup
-
-    return table_lookup(name)[0]
-
-
 def _parse_list(s: str, kind=int) -> list:
     return [kind(x) for x in s.split(",") if x.strip()]
 
@@ -425,7 +418,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.device.startswith("cuda") and any(c is not None for c in _caps(args.caps)):
         raise ConfigError("--caps: memory caps need CUDA; use --caps none on the CPU")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    peak_tf = args.peak_tflops or peak_tflops_for(name)
+    from ..trainer import peak_tflops_for  # one table of peaks, so `train` and `bench mfu` agree
+
+    peak_tf = args.peak_tflops or peak_tflops_for(name)[0]
     if peak_tf is None:
         print(f"note: no known bf16 peak for {name!r}; pass --peak-tflops to get MFU", file=sys.stderr)
     ctx = context(args)
