@@ -17,16 +17,6 @@ from wikigpt.errors import CheckpointError, ConfigError, DatasetError
 from wikigpt.trainer import Schedule, TrainConfig, peak_tflops_for, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the tiny model's ops take microseconds, and with 2 threads on a busy 2-core machine each
-    op waits for a descheduled worker (measured: a B=4 step 1.5 s with 2 threads, 0.44 s with 1, same machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def gpt2():
     """GPT-2's tokenizer, built offline from the extension's ranks (what the trainer decodes samples with)."""
