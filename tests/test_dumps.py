@@ -328,6 +328,7 @@ def test_train_time_estimate_from_a_real_run(monkeypatch, capsys, server, sample
 
     run = tmp_path / "run"
     base = dict(dataset=str(sample_dataset), out=str(run), preset="tiny", batch_size=2, block_size=32,
+                gradient_accumulation_steps=1,
                 eval_interval=4, eval_iters=1, log_interval=1, sample_tokens=0, device="cpu")
     train(TrainConfig(max_iters=4, **base))
     train(TrainConfig(max_iters=8, resume=True, **base))
