@@ -198,6 +198,27 @@ def test_init_from_nanogpt_checkpoint(sample_dataset, tmp_path):
                                                                                               rel=1e-6)
 
 
+def test_char_level_nanogpt_checkpoint_is_refused_in_one_line(sample_dataset, tmp_path):
+    """nanoGPT's shakespeare_char checkpoints (65 ids) cannot read GPT-2 tokens: a clear error, not an IndexError in
+    the embedding; and with --overwrite, the run it would have replaced stays as it was."""
+    from nanogpt_reference import RefConfig, RefGPT, write_nanogpt_checkpoint
+
+    from wikigpt.trainer import sample
+
+    char = tmp_path / "char" / "ckpt.pt"
+    char.parent.mkdir()
+    write_nanogpt_checkpoint(char, RefGPT(RefConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65)))
+    run = tmp_path / "run"
+    train(tiny(sample_dataset, run, max_iters=2, eval_interval=2, sample_tokens=0))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    msg = "its vocabulary has 65 ids, but wikigpt's data and samples are GPT-2 BPE"
+    with pytest.raises(CheckpointError, match=msg):
+        train(tiny(sample_dataset, run, init_from=str(char), overwrite=True))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    with pytest.raises(CheckpointError, match=msg):
+        sample(char, prompt="The", tokens=2)
+
+
 def test_bad_input_nothing_overwritten(sample_dataset, tmp_path):
     with pytest.raises(DatasetError, match="no manifest.json"):
         train(tiny(tmp_path, tmp_path / "r0"))

@@ -143,6 +143,19 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint", **ov
     return model
 
 
+def check_gpt2_vocab(cfg: GPTConfig, source: str) -> None:
+    """Raise if the model cannot read GPT-2 token ids: every dataset and every sample here is GPT-2 BPE (ids up to
+    50256), so a checkpoint trained on another tokenizer (nanoGPT's shakespeare_char has 65 ids) would fail with an
+    index error deep in the embedding on the first batch."""
+    from .tokens import N_VOCAB
+
+    if cfg.vocab_size < N_VOCAB:
+        raise CheckpointError(
+            f"{source}: its vocabulary has {cfg.vocab_size} ids, but wikigpt's data and samples are GPT-2 BPE "
+            f"({N_VOCAB} ids): this model was trained with another tokenizer (e.g. nanoGPT's shakespeare_char) and "
+            "cannot continue on or sample GPT-2 tokens")
+
+
 def check_same_architecture(cfg: GPTConfig, ckpt: dict[str, Any], source: str) -> None:
     """Raise if a checkpoint's architecture differs from the one asked for (e.g. --resume with another preset)."""
     other = config_from_model_args(ckpt["model_args"], source)
