@@ -21,6 +21,7 @@ checkpoint.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,33 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def _why_unreadable(path: Path, e: Exception) -> str:
+    """What a failed weights-only torch.load means, in a few words. torch's own messages run to many lines on how to
+    allowlist globals (which would mean running code from the file) or are bare codes ("105")."""
+    text = str(e)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds a Python object ({found.group(1)}) that a weights-only load refuses: a checkpoint is a "
+                "pickle and wikigpt never runs code from one; re-save it with tensors and plain values only")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as oe:
+        return oe.strerror or str(oe)
+    if head[:4] == b"PK\x03\x04":
+        return "a PyTorch zip archive that is damaged or cut short"
+    if head[:1] == b"\x80":
+        return "a pickle that is damaged or cut short"
+    return f"not a PyTorch checkpoint at all: it starts with {head!r}"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint (run folder or file) safely; raise CheckpointError if it is not a usable one."""
     p = resolve_checkpoint_path(path)
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # a damaged file fails in many ways inside torch (zip, unpickler stack, EOF...)
-        # torch's messages run to many lines (how to allowlist globals...); the first says what failed.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: not a readable checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{p}: not a readable checkpoint ({_why_unreadable(p, e)})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{p}: not a checkpoint: holds a {type(ckpt).__name__}, expected a dict")
     for key in ("model", "model_args"):
