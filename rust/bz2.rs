@@ -126,7 +126,7 @@ fn kind_of(path: &Path, head: &[u8]) -> Result<InputKind> {
     }
 }
 
-fn escape_bytes(b: &[u8]) -> String {
+pub(crate) fn escape_bytes(b: &[u8]) -> String {
     let mut s = String::from("b\"");
     for &c in b {
         s.extend(std::ascii::escape_default(c).map(char::from));

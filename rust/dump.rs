@@ -267,6 +267,8 @@ pub enum SplitItem {
 const PAGE_OPEN: &[u8] = b"<page>";
 const PAGE_CLOSE: &[u8] = b"</page>";
 const ROOT_CLOSE: &[u8] = b"</mediawiki>";
+/// The most bytes looked at for the first `<page>`: a real header (`<siteinfo>` and its namespaces) is a few kB.
+const MAX_HEADER_BYTES: usize = 16 << 20;
 
 /// Cuts the ordered decoded byte stream into page-aligned chunks: push bytes in (any piece size), get out the header
 /// (once) and chunks that each hold only whole `<page>…</page>` elements, cut right after the first `</page>` that
@@ -381,11 +383,51 @@ impl PageSplitter {
         }
     }
 
+    /// Before the first `<page>`: why the bytes so far cannot be a MediaWiki export, once they show it. The caller
+    /// checks after every push, so a wrong file (a multistream index, a text file, random bytes) fails within its
+    /// first block instead of being buffered whole while the splitter waits for a `<page>` that never comes.
+    pub fn header_problem(&self) -> Option<String> {
+        if self.header_done {
+            return None;
+        }
+        let head = self.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.buf).trim_ascii_start();
+        if head.first().is_some_and(|&c| c != b'<') {
+            let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+            let n = digits(head);
+            let index_like = n > 0 && head.get(n) == Some(&b':') && digits(&head[n + 1..]) > 0;
+            let hint = if index_like {
+                " (lines of offset:id:title: a multistream index file; add the matching \
+                 pages-articles-multistream .xml.bz2 instead)"
+            } else {
+                ""
+            };
+            // text is shown as text, anything else (a binary file) as escaped bytes
+            let start = &head[..head.len().min(40)];
+            let text = std::str::from_utf8(start).is_ok_and(|t| !t.chars().any(|c| c.is_control() && c != '\n'));
+            let shown = if text {
+                format!("{:?}", preview(start))
+            } else {
+                crate::bz2::escape_bytes(&start[..16.min(start.len())])
+            };
+            return Some(format!("not a MediaWiki XML export: it starts with {}{}", shown, hint));
+        }
+        if self.buf.len() > MAX_HEADER_BYTES {
+            return Some(format!(
+                "no <page> in the first {} MiB: not a MediaWiki pages dump (its header is a few kB)",
+                MAX_HEADER_BYTES >> 20
+            ));
+        }
+        None
+    }
+
     /// End of input: returns the last chunk (if any pages remain) and checks the stream ended properly: an error
     /// (naming `path`) if it ends inside a `<page>`, or without `</mediawiki>`.
     pub fn finish(&mut self, path: &Path) -> Result<Vec<SplitItem>> {
         let mut out = Vec::new();
         if !self.header_done {
+            if let Some(problem) = self.header_problem() {
+                return Err(Error::xml(path, 0, None, problem));
+            }
             // No <page> at all: a dump of zero pages is valid if it is closed.
             let end = match memmem::find(&self.buf, ROOT_CLOSE) {
                 Some(i) => i,
@@ -1412,6 +1454,41 @@ mod tests {
         let (h, chunks) = split_all(empty.as_bytes(), 5, 100);
         assert!(chunks.is_empty());
         assert_eq!(parse_siteinfo(&h, Path::new("e.xml")).unwrap().dbname, "dewiki");
+    }
+
+    #[test]
+    fn wrong_files_fail_at_their_start() {
+        // A multistream index (offset:id:title lines), plain text, and a header that never reaches a <page>.
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(b"  ");
+        assert_eq!(s.header_problem(), None, "whitespace alone says nothing yet");
+        s.push(b"597:10:AccessibleComputing\n597:12:Anarchism\n");
+        let p = s.header_problem().unwrap();
+        assert!(p.starts_with("not a MediaWiki XML export: it starts with \"597:10:AccessibleComputing"), "{p}");
+        assert!(p.contains("a multistream index file"), "{p}");
+        let e = s.finish(Path::new("i.txt")).unwrap_err().to_string();
+        assert!(e.contains("not a MediaWiki XML export"), "{e}");
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(b"\xEF\xBB\xBFHello, world");
+        let p = s.header_problem().unwrap();
+        assert!(p.ends_with("it starts with \"Hello, world\""), "{p}");
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(&[0x8e, 0x1b, 0xff, 0x00, 0x41]);
+        let p = s.header_problem().unwrap();
+        assert!(p.ends_with(r#"it starts with b"\x8e\x1b\xff\x00A""#), "{p}");
+        // XML, with a BOM: fine so far; a real dump's header passes untouched
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(b"\xEF\xBB\xBF\n<mediawiki>");
+        assert_eq!(s.header_problem(), None);
+        let d = doc(P1);
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(&d.as_bytes()[..HEAD.len()]);
+        assert_eq!(s.header_problem(), None);
+        // XML without any <page> for longer than a header can be
+        let mut s = PageSplitter::new(1 << 20);
+        s.push(b"<html>");
+        s.push(&vec![b'x'; MAX_HEADER_BYTES]);
+        assert!(s.header_problem().unwrap().starts_with("no <page> in the first 16 MiB"));
     }
 
     #[test]

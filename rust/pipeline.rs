@@ -264,6 +264,9 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
                         return Err(Error::Interrupted);
                     }
                     let items = splitter.push(data);
+                    if let Some(problem) = splitter.header_problem() {
+                        return Err(Error::xml(path, 0, None, problem));
+                    }
                     if splitter.buffered() > MAX_BUFFERED_BYTES {
                         let at = progress.decode.decoded_bytes.load(Ordering::Relaxed);
                         return Err(Error::xml(path, at, None, "a <page> longer than 256 MiB: unclosed element?"));

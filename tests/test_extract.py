@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -173,6 +174,23 @@ def test_malformed_xml_names_the_page(tmp_path, sample_xml):
     with pytest.raises(DumpXMLError, match=r"bad\.xml.*byte \d+"):
         wikigpt.extract_parallel([bad], tmp_path / "out", processes=2)
     assert _no_output(tmp_path / "out")
+
+
+def test_wrong_file_fails_at_its_start(tmp_path, sample_xml):
+    """A multistream index given instead of a dump part (an easy mix-up: the names differ by "-index"), or a bz2 of
+    something else, fails at byte 0 with what the file is, without decoding or buffering the whole of it."""
+    # the index's real line format (offset:page id:title), for the pages of the bundled sample
+    ids_titles = re.findall(rb"<title>([^<]*)</title>\s*<ns>[^<]*</ns>\s*<id>(\d+)</id>", sample_xml)
+    lines = b"".join(b"597:%s:%s\n" % (i, t) for t, i in ids_titles) * 2000  # ~8 MB of index
+    index = tmp_path / "enwiki-20160101-pages-articles-multistream-index1.txt-p10p30302.bz2"
+    index.write_bytes(bz2.compress(lines, 1))
+    with pytest.raises(DumpXMLError, match=r"at decoded byte 0: not a MediaWiki XML export: it starts with "
+                                           r"\"597:10:.*a multistream index file"):
+        wikigpt.extract_parallel([index], tmp_path / "o1")
+    noise = tmp_path / "noise.xml.bz2"
+    noise.write_bytes(bz2.compress(bytes(range(256)) * 100))
+    with pytest.raises(DumpXMLError, match=r"it starts with b\"\\x00\\x01\\x02"):
+        wikigpt.extract_parallel([noise], tmp_path / "o2")
 
 
 def test_non_utf8_xml(tmp_path, sample_xml):
