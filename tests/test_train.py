@@ -410,3 +410,13 @@ def test_vram_budget_is_the_smaller_of_the_flag_and_the_card():
     assert vram_budget(12, 80 * gib) == (0.9 * 12 * gib, None)  # a big card capped to a 4070's 12 GiB
     budget, note = vram_budget(12, int(11.2 * gib))  # a 4070 (11.99 GiB) with the desktop on it
     assert budget == 0.9 * int(11.2 * gib) and "the card has 11.20 GiB for this process" in note
+
+
+def test_sample_refuses_out_of_range_settings(sample_dataset, tmp_path):
+    from wikigpt.trainer import sample
+
+    run = tmp_path / "r"
+    train(tiny(sample_dataset, run, max_iters=1, eval_interval=1, sample_tokens=0))
+    with pytest.raises(ConfigError, match=r"sample: --tokens -5 \(must be >= 0\); --num-samples 0 \(must be >= 1\)"):
+        sample(run, tokens=-5, num_samples=0)
+    assert sample(run, prompt="The", tokens=0) == ["The"]

@@ -921,6 +921,12 @@ def sample(
     from .checkpoint import check_gpt2_vocab
     from .model import GPT
 
+    bad = [f"{name} {value} (must be {rule})" for name, value, ok, rule in (
+        ("--tokens", tokens, tokens >= 0, ">= 0"), ("--num-samples", num_samples, num_samples >= 1, ">= 1"),
+        ("--temperature", temperature, temperature >= 0, ">= 0"),
+        ("--top-k", top_k, top_k is None or top_k >= 1, ">= 1, or 0 for all")) if not ok]
+    if bad:
+        raise ConfigError(f"sample: {'; '.join(bad)}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = GPT.from_checkpoint(path, device=device)
