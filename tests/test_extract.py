@@ -224,6 +224,17 @@ def test_full_disk_during_extract_is_one_line_and_keeps_earlier_output(tmp_path,
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temp folder left
 
 
+def test_negative_thread_count_is_one_line_and_creates_nothing(tmp_path, sample_bz2):
+    for args in (["extract", sample_bz2, "-o", tmp_path / "out", "-p", "-2"], ["add", tmp_path / "ds", sample_bz2,
+                 "-p", "-1"], ["cat", sample_bz2, "-p", "-3"]):
+        r = run_cli(*args)
+        assert r.returncode == 1 and b"use a thread count of at least 1" in r.stderr, r
+        assert b"Traceback" not in r.stderr and r.stdout == b""
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(wikigpt.WikiGPTError, match="--processes -1"):
+        wikigpt.extract_parallel([sample_bz2], tmp_path / "api", processes=-1)
+
+
 def test_cli_errors_are_one_line(tmp_path, sample_bz2):
     bad = tmp_path / "trunc.xml.bz2"
     bad.write_bytes(sample_bz2.read_bytes()[:500_000])

@@ -31,7 +31,7 @@ import numpy as np
 from ._io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir, human_bytes
 from ._progress import ProgressCallback, run_with_progress
 from .errors import DatasetError, DiskSpaceError
-from .extract import check_inputs, default_processes, part_stem
+from .extract import check_inputs, part_stem, resolve_processes
 
 FORMAT = "wikigpt-dataset"
 VERSION = 1
@@ -271,6 +271,7 @@ class Dataset:
         """
         from . import _core
 
+        threads = resolve_processes(processes)  # a bad count is refused before the folder or its lock exists
         groups = self.plan_add(paths)
         added = []
         with self._locked():
@@ -337,7 +338,7 @@ class Dataset:
             raw = run_with_progress(
                 lambda: core.build_shards(
                     [str(p) for p in files], str(staging), manifest["split"]["val_fraction"],
-                    manifest["shard_tokens"], processes or default_processes(), f["namespaces"], False,
+                    manifest["shard_tokens"], resolve_processes(processes), f["namespaces"], False,
                     f["min_chars"], True, True, False, handle,
                 ),
                 handle,

@@ -59,6 +59,16 @@ def default_processes() -> int:
     return os.cpu_count() or 2
 
 
+def resolve_processes(processes: Optional[int]) -> int:
+    """Threads for a Rust job: None or 0 = all cores; a negative count is a mistake the user hears about in one line
+    (it would otherwise fail in the Rust binding's unsigned conversion with a traceback)."""
+    if processes is None or processes == 0:
+        return default_processes()
+    if processes < 0:
+        raise ConfigError(f"--processes {processes}: use a thread count of at least 1 (or 0 for all cores)")
+    return int(processes)
+
+
 def _core():
     from . import _core
 
@@ -148,6 +158,7 @@ def extract_parallel(
     if format not in ("jsonl", "text"):
         raise ConfigError(f"format must be 'jsonl' or 'text', not {format!r}")
     paths = check_inputs(inputs)
+    threads = resolve_processes(processes)  # before the output folder exists: a bad count changes nothing
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +179,7 @@ def extract_parallel(
         raw = run_with_progress(
             lambda: core.extract_files(
                 [str(p) for p in paths], str(staging), prefixes, format == "jsonl", parse_size(file_size),
-                processes or default_processes(), list(namespaces), keep_redirects, min_chars,
+                threads, list(namespaces), keep_redirects, min_chars,
                 headings, lists, math, handle,
             ),
             handle,
@@ -212,7 +223,7 @@ def iter_articles(
     core = _core()
     handle = core.ProgressHandle()
     stream = core.ArticleStream(
-        str(p), processes or default_processes(), list(namespaces), keep_redirects, min_chars,
+        str(p), resolve_processes(processes), list(namespaces), keep_redirects, min_chars,
         headings, lists, math, False, handle,
     )
     try:
@@ -236,7 +247,7 @@ def cat(
     handle = core.ProgressHandle()
     handle.compressed_total = sum(p.stat().st_size for p in paths)
     return run_with_progress(
-        lambda: core.cat([str(p) for p in paths], out.fileno(), processes or default_processes(), handle),
+        lambda: core.cat([str(p) for p in paths], out.fileno(), resolve_processes(processes), handle),
         handle,
         "cat",
         progress,
