@@ -724,7 +724,7 @@ def train(cfg: TrainConfig) -> RunResult:
         out.update(evaluate(eval_model, data, iters=cfg.eval_iters, batch_size=micro, device=device, dtype=dtype))
         return out
 
-    saved_step = [iter_num if cfg.resume else None]  # the step of the checkpoint in run_dir, for an interrupted run
+    saved_step: Optional[int] = iter_num if cfg.resume else None  # step of run_dir's ckpt.pt (for a Ctrl-C)
 
     def save(it: int, val: Optional[float]) -> None:
         state = {
@@ -744,7 +744,8 @@ def train(cfg: TrainConfig) -> RunResult:
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
         }
         save_checkpoint(run_dir / "ckpt.pt", state)
-        saved_step[0] = it
+        nonlocal saved_step
+        saved_step = it
         if cfg.keep_best and val is not None and val <= best_val:
             shutil.copyfile(run_dir / "ckpt.pt", run_dir / ".best.pt.tmp")
             os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
@@ -861,10 +862,13 @@ def train(cfg: TrainConfig) -> RunResult:
                      rank)
     except KeyboardInterrupt:
         # Ctrl-C: nothing half-written (checkpoints are atomic); say what is kept and how to go on
-        how = "the same command continues from it" if cfg.resume else (
-            "to continue from it, rerun with --resume in place of " + ("--overwrite" if cfg.overwrite else "--init-from")
-            if (cfg.overwrite or cfg.init_from) else "to continue from it, rerun with --resume")
-        kept = (f"{run_dir / 'ckpt.pt'} holds step {saved_step[0]}; {how}" if saved_step[0] is not None
+        if cfg.resume:
+            how = "the same command continues from it"
+        else:
+            instead = (" in place of --overwrite" if cfg.overwrite
+                       else " in place of --init-from" if cfg.init_from else "")
+            how = f"to continue from it, rerun with --resume{instead}"
+        kept = (f"{run_dir / 'ckpt.pt'} holds step {saved_step}; {how}" if saved_step is not None
                 else "no checkpoint was written in this run yet")
         _log(f"interrupted at step {iter_num}; {kept}", rank)
         raise
@@ -973,7 +977,8 @@ _HELP = {
     "grad_clip": "clip the gradient norm to this; 0 = off (default 1.0)",
     "eval_interval": "evaluate, write a sample and a checkpoint every this many steps (default 2000)",
     "eval_iters": "batches per loss estimate: train, and each part's val (default 200)",
-    "log_interval": "a step line (loss, speed, ETA) to the console and metrics.jsonl every this many steps (default 10)",
+    "log_interval": "a step line (loss, speed, ETA) to the console and metrics.jsonl every this many steps "
+                    "(default 10)",
     "sample_prompt": "prompt of the sample written at each evaluation (default 'The history of')",
     "sample_tokens": "tokens per evaluation sample; 0 = none (default 100)",
     "keep_best": "also keep best.pt, the checkpoint with the lowest val loss",
