@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import signal
 import subprocess
@@ -197,8 +198,9 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
     status = ds.status()
     shard_hashes = {p.name: sha256(p) for p in ds_path.rglob("*.bin")}
     for delay in (0.3, 1.0, 2.0):
-        p = subprocess.Popen([sys.executable, "-m", "wikigpt", "add", str(ds_path), str(big), "-q"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # big_dump repeats the sample's page ids: --allow-overlap lets it in beside part 1
+        p = subprocess.Popen([sys.executable, "-m", "wikigpt", "add", str(ds_path), str(big), "-q",
+                              "--allow-overlap"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         if p.poll() is not None:
             pytest.fail(f"add finished within {delay}s; the test input is too small to interrupt")
@@ -209,7 +211,7 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
         assert {p.name: sha256(p) for p in (ds_path / "parts").rglob("*.bin")
                 if p.parent.name == sample_parts[0].name.split(".xml")[0]} == shard_hashes
     # The next add cleans the leftovers and completes.
-    Dataset(ds_path).add([big], processes=2)
+    Dataset(ds_path).add([big], processes=2, allow_overlap=True)
     assert not list(ds_path.glob(".staging-*"))
     assert [p["name"] for p in Dataset(ds_path).parts][-1] == "enwiki-20160101-pages-articles7"
     assert {d.name for d in (ds_path / "parts").iterdir()} == {p["name"] for p in Dataset(ds_path).parts}
@@ -238,6 +240,31 @@ def test_full_disk_during_add_is_one_line_and_changes_nothing(tmp_path, sample_p
     line = one_error_line(r.stderr)
     assert f"{tmp_path / 'nano' / 'train.bin'}: cannot write: File too large" in line, line
     assert list((tmp_path / "nano").iterdir()) == []
+
+
+def test_overlapping_page_ids_are_refused(tmp_path, sample_parts, sample_xml):
+    """The same articles twice: part 1 of another dump date (the file name's range says so before any work), or a
+    file whose name gives no range (the page ids read say so before it goes in). Nothing changes; --allow-overlap
+    adds it anyway."""
+    ds_path = tmp_path / "ds"
+    Dataset(ds_path).add([sample_parts[0], sample_parts[1]])
+    files = {p.relative_to(ds_path): sha256(p) for p in ds_path.rglob("*") if p.is_file()}
+    lo, hi = Dataset(ds_path).parts[0]["page_ids"]
+    later = tmp_path / f"enwiki-20170101-pages-articles1.xml-p{lo}p{hi + 5}.bz2"
+    later.write_bytes(bz2.compress(bz2.decompress(sample_parts[0].read_bytes()), 1))  # same pages, another sha1
+    with pytest.raises(DatasetError, match=rf"enwiki-20170101-pages-articles1: its page ids {lo}–{hi + 5} \(from its "
+                                           rf"file names\) overlap those of part enwiki-20160101-pages-articles1"):
+        Dataset(ds_path).add([later])
+    unnamed = tmp_path / "mine.xml.bz2"
+    unnamed.write_bytes(later.read_bytes())
+    with pytest.raises(DatasetError, match=rf"mine: its page ids {lo}–{hi} \(as read\) overlap those of part "
+                                           "enwiki-20160101-pages-articles1 .*--allow-overlap"):
+        Dataset(ds_path).add([unnamed])
+    assert {p.relative_to(ds_path): sha256(p) for p in ds_path.rglob("*") if p.is_file()} == files
+    added = Dataset(ds_path).add([unnamed], allow_overlap=True)
+    assert added[0]["page_ids"] == [lo, hi] and len(Dataset(ds_path).parts) == 3
+    # parts of one dump that follow each other are not an overlap (part 3 after parts 1 and 2)
+    Dataset(ds_path).add([sample_parts[2]])
 
 
 def test_cli_add_status_export(tmp_path, sample_parts):

@@ -262,12 +262,17 @@ class Dataset:
         progress: "bool | ProgressCallback | None" = None,
         free_space: Callable[[str], object] = shutil.disk_usage,
         log: Callable[[str], None] = lambda s: None,
+        allow_overlap: bool = False,
     ) -> list[dict]:
         """Tokenize dump files into new shards and append them to the manifest, one part at a time.
 
         Files are grouped by part (all files of enwiki parts 11–27 form one part). A part whose files are already in
-        the dataset (same sha1) is refused, as is a different file under an existing file's name. Each part is added
-        atomically: a failure or Ctrl-C leaves the dataset exactly as before that part. Returns the new parts' records.
+        the dataset (same sha1) is refused, as is a different file under an existing file's name, and (unless
+        `allow_overlap`) a part whose page ids overlap a part already in: the same articles from another dump date, or
+        a part given both as multistream and not, would be trained on twice. The overlap is checked from the file
+        names' `-pAAApBBB` ranges before any work, and from the page ids actually read before the part goes in. Each
+        part is added atomically: a failure or Ctrl-C leaves the dataset exactly as before that part. Returns the new
+        parts' records.
         """
         from . import _core
 
@@ -283,9 +288,14 @@ class Dataset:
             known_sha1 = {f["sha1"]: p["name"] for p in manifest["parts"] for f in p["files"]}
             known_name = {f["name"]: f["sha1"] for p in manifest["parts"] for f in p["files"]}
             hashed: dict[str, list[dict]] = {}
+            claimed = [(p["name"], p["page_ids"]) for p in manifest["parts"] if p.get("page_ids")]
             for name, files in groups.items():
                 if any(p["name"] == name for p in manifest["parts"]):
                     raise DatasetError(f"{self.path}: part {name} is already in the dataset; nothing changed")
+                named = _name_page_range(files)
+                if named and not allow_overlap:
+                    _refuse_overlap(name, named, claimed, "from its file names")
+                    claimed.append((name, named))
                 recs = []
                 for f in files:
                     log(f"hashing {f.name} ...")
@@ -304,7 +314,8 @@ class Dataset:
             self._check_disk(sum(f.stat().st_size for fs in groups.values() for f in fs), free_space)
 
             for name, files in groups.items():
-                record = self._add_part(manifest, name, files, hashed[name], processes, progress, _core)
+                record = self._add_part(manifest, name, files, hashed[name], processes, progress, _core,
+                                        allow_overlap)
                 manifest["parts"].append(record)
                 # The commit point: after this rename the part is in; before it, the dataset is as it was.
                 atomic_write_json(self.manifest_path, manifest)
@@ -324,7 +335,7 @@ class Dataset:
                 f"(estimate, with a 10% margin) but only {human_bytes(free)} is free"
             )
 
-    def _add_part(self, manifest, name, files, file_recs, processes, progress, core) -> dict:
+    def _add_part(self, manifest, name, files, file_recs, processes, progress, core, allow_overlap) -> dict:
         staging = self.path / f".staging-{os.getpid()}-{name}"
         if staging.exists():
             shutil.rmtree(staging)
@@ -346,6 +357,10 @@ class Dataset:
                 progress,
             )
             result = json.loads(raw)
+            read = _read_page_range(result["stats"])
+            if read and not allow_overlap:  # the ids the files really hold (names can be missing or wrong)
+                _refuse_overlap(name, read, [(p["name"], p["page_ids"]) for p in manifest["parts"]
+                                             if p.get("page_ids")], "as read")
             fsync_dir(staging)
             final_dir.parent.mkdir(exist_ok=True)
             os.rename(staging, final_dir)
@@ -358,13 +373,12 @@ class Dataset:
         for s in stats:
             for k, v in s["dropped"].items():
                 dropped[k] = dropped.get(k, 0) + v
-        ids_min = [s["page_id_min"] for s in stats if s["page_id_min"] is not None]
-        ids_max = [s["page_id_max"] for s in stats if s["page_id_max"] is not None]
+        read = _read_page_range(stats)
         return {
             "name": name,
             "added": _now(),
             "files": file_recs,
-            "page_ids": [min(ids_min), max(ids_max)] if ids_min else None,
+            "page_ids": list(read) if read else None,
             "pages": {"seen": sum(s["pages_seen"] for s in stats), "kept": sum(s["pages_kept"] for s in stats),
                       "dropped": dropped},
             "tokens": {"train": out["train_tokens"], "val": out["val_tokens"]},
@@ -421,6 +435,36 @@ class Dataset:
         return "\n".join(lines)
 
 
+_NAME_RANGE_RE = re.compile(r"-p(\d+)p(\d+)(?:\.[A-Za-z0-9]+)*$")
+
+
+def _name_page_range(files: Sequence[Path]) -> Optional[tuple[int, int]]:
+    """The page ids a part's file names promise (`...xml-p10p30302.bz2`), if every file of the part names a range."""
+    ranges = [_NAME_RANGE_RE.search(f.name) for f in files]
+    if not ranges or not all(ranges):
+        return None
+    return min(int(m.group(1)) for m in ranges), max(int(m.group(2)) for m in ranges)  # type: ignore[union-attr]
+
+
+def _read_page_range(stats: list[dict]) -> Optional[tuple[int, int]]:
+    """The lowest and highest page id build_shards read in a part's files."""
+    lows = [s["page_id_min"] for s in stats if s["page_id_min"] is not None]
+    highs = [s["page_id_max"] for s in stats if s["page_id_max"] is not None]
+    return (min(lows), max(highs)) if lows else None
+
+
+def _refuse_overlap(name: str, ids: tuple[int, int], parts: list[tuple[str, Sequence[int]]], how: str) -> None:
+    """Raise if the page ids [lo, hi] of part `name` overlap those of a part already in (or planned before it)."""
+    lo, hi = ids
+    for other, (a, b) in parts:
+        if lo <= b and a <= hi:
+            raise DatasetError(
+                f"{name}: its page ids {lo}–{hi} ({how}) overlap those of part {other} ({a}–{b}): the same "
+                "articles would be trained on twice (the same part of another dump date, or as multistream too?); "
+                "nothing changed. Use a new dataset folder, or --allow-overlap to add it anyway"
+            )
+
+
 def _check_split(split: str) -> None:
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
@@ -445,7 +489,7 @@ def _cmd_add(args) -> int:
     if not files:
         raise DatasetError("no dump files given (name .bz2 files, or use --download --parts ...)")
     log = (lambda s: print(s, file=sys.stderr)) if not args.quiet else (lambda s: None)
-    ds.add(files, processes=args.processes, progress=not args.quiet, log=log)
+    ds.add(files, processes=args.processes, progress=not args.quiet, log=log, allow_overlap=args.allow_overlap)
     if downloaded and not args.keep_dumps:
         for p in downloaded:
             p.unlink(missing_ok=True)
@@ -479,6 +523,8 @@ def add_cli(sub) -> None:
     p.add_argument("--download", action="store_true", help="download --parts first (see `wikigpt download`)")
     p.add_argument("--dumps-dir", default=None, help="where --download puts dump files (default DATASET/dumps)")
     p.add_argument("--keep-dumps", action="store_true", help="keep downloaded .bz2 files after adding them")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="add a part even if its page ids overlap a part already in (its articles then count twice)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     try:
         from .dumps import add_download_arguments
