@@ -314,7 +314,7 @@ class Dataset:
             self._check_disk(sum(f.stat().st_size for fs in groups.values() for f in fs), free_space)
 
             for name, files in groups.items():
-                record = self._add_part(manifest, name, files, hashed[name], processes, progress, _core,
+                record = self._add_part(manifest, name, files, hashed[name], threads, progress, _core,
                                         allow_overlap)
                 manifest["parts"].append(record)
                 # The commit point: after this rename the part is in; before it, the dataset is as it was.
@@ -335,7 +335,7 @@ class Dataset:
                 f"(estimate, with a 10% margin) but only {human_bytes(free)} is free"
             )
 
-    def _add_part(self, manifest, name, files, file_recs, processes, progress, core, allow_overlap) -> dict:
+    def _add_part(self, manifest, name, files, file_recs, threads, progress, core, allow_overlap) -> dict:
         staging = self.path / f".staging-{os.getpid()}-{name}"
         if staging.exists():
             shutil.rmtree(staging)
@@ -349,7 +349,7 @@ class Dataset:
             raw = run_with_progress(
                 lambda: core.build_shards(
                     [str(p) for p in files], str(staging), manifest["split"]["val_fraction"],
-                    manifest["shard_tokens"], resolve_processes(processes), f["namespaces"], False,
+                    manifest["shard_tokens"], threads, f["namespaces"], False,
                     f["min_chars"], True, True, False, handle,
                 ),
                 handle,
