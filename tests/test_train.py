@@ -174,6 +174,13 @@ def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
     assert rc == 0
     png = (tmp_path / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    # the logged steps drawn beside the evaluations: every step record of both stages, on the shared tokens axis
+    from wikigpt.plot import read_records
+
+    steps = read_records(tmp_path / "p1", "step") + read_records(tmp_path / "p2", "step")
+    assert [r["step"] for r in steps] == [r["step"] for r in records(tmp_path / "p1", "step")
+                                          + records(tmp_path / "p2", "step")] and len(steps) >= 6
+    assert all(b["tokens_seen"] > a["tokens_seen"] for a, b in zip(steps, steps[1:]))
 
 
 def test_init_from_nanogpt_checkpoint(sample_dataset, tmp_path):

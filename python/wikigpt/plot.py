@@ -2,8 +2,9 @@
 
 tokens_seen is cumulative across resumed and grown runs (a run started with --init-from carries its parent's
 count), so the stages of a growth experiment line up end to end and can be compared with a run trained from scratch.
-Three panels: train (dashed) and val (solid) loss, val perplexity (log scale), MFU (runs without a peak are left
-out of that panel and say so in its title).
+Three panels: loss (val solid, the train estimate of each evaluation dashed, and the loss of every logged step as
+a thin faint line, which shows what happens between evaluations thousands of steps apart), val perplexity (log
+scale), MFU of the logged steps (runs without a peak are left out of that panel and say so).
 """
 
 from __future__ import annotations
@@ -16,21 +17,27 @@ from typing import Sequence
 from .errors import ConfigError
 
 
-def read_evals(run_dir: str | os.PathLike) -> list[dict]:
-    """The eval records of a run's metrics.jsonl, in step order (a line cut by a kill is skipped)."""
+def read_records(run_dir: str | os.PathLike, kind: str) -> list[dict]:
+    """The records of one kind ("eval" or "step") of a run's metrics.jsonl, in step order (a line cut by a kill is
+    skipped)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no metrics.jsonl (not a run folder, or the run has not evaluated yet)")
-    evals = []
+    records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             r = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(r, dict) and r.get("kind") == "eval":
-            evals.append(r)
-    evals.sort(key=lambda r: r.get("step", 0))
-    return evals
+        if isinstance(r, dict) and r.get("kind") == kind:
+            records.append(r)
+    records.sort(key=lambda r: r.get("step", 0))
+    return records
+
+
+def read_evals(run_dir: str | os.PathLike) -> list[dict]:
+    """The eval records of a run's metrics.jsonl, in step order."""
+    return read_records(run_dir, "eval")
 
 
 def plot_runs(
@@ -52,25 +59,28 @@ def plot_runs(
         ev = read_evals(run)
         if not ev:
             raise ConfigError(f"{run}: metrics.jsonl has no evaluation yet")
-        data.append((labels[i] if labels else Path(run).resolve().name, ev))
+        data.append((labels[i] if labels else Path(run).resolve().name, ev, read_records(run, "step")))
 
     fig, (ax_loss, ax_ppl, ax_mfu) = plt.subplots(3, 1, figsize=(9, 11), sharex=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     no_mfu = []
-    for i, (label, ev) in enumerate(data):
+    for i, (label, ev, steps) in enumerate(data):
         c = colors[i % len(colors)]
         x = [r["tokens_seen"] for r in ev]
-        ax_loss.plot(x, [r["val_loss"] for r in ev], color=c, marker=".", label=f"{label} val")
-        ax_loss.plot(x, [r["train_loss"] for r in ev], color=c, linestyle="--", marker="x", alpha=0.7,
-                     label=f"{label} train")
+        logged = [(r["tokens_seen"], r["loss"]) for r in steps if r.get("loss") is not None]
+        if logged:
+            ax_loss.plot(*zip(*logged), color=c, linewidth=0.7, alpha=0.35)
+        ax_loss.plot(x, [r["val_loss"] for r in ev], color=c, marker=".", label=label)  # one legend entry a run
+        ax_loss.plot(x, [r["train_loss"] for r in ev], color=c, linestyle="--", marker="x", alpha=0.7)
         ax_ppl.plot(x, [r["val_ppl"] for r in ev], color=c, marker=".", label=label)
-        mfu = [(r["tokens_seen"], 100 * r["mfu"]) for r in ev if r.get("mfu") is not None]
+        # MFU of every logged window where there are step records (denser than the evaluations')
+        mfu = [(r["tokens_seen"], 100 * r["mfu"]) for r in (steps or ev) if r.get("mfu") is not None]
         if mfu:
-            ax_mfu.plot(*zip(*mfu), color=c, marker=".", label=label)
+            ax_mfu.plot(*zip(*mfu), color=c, marker="." if len(mfu) < 50 else None, label=label)
         else:
             no_mfu.append(label)
     ax_loss.set_ylabel("loss (nats/token)")
-    ax_loss.set_title("train (dashed) and val (solid) loss")
+    ax_loss.set_title("loss: val (solid), train at evaluations (dashed), train of logged steps (thin)")
     ax_loss.legend(fontsize="small")
     ax_ppl.set_ylabel("val perplexity")
     ax_ppl.set_yscale("log")
@@ -79,6 +89,10 @@ def plot_runs(
     ax_mfu.set_title("MFU" + (f" (n/a for: {', '.join(no_mfu)})" if no_mfu else ""))
     if len(no_mfu) < len(data):
         ax_mfu.legend(fontsize="small")
+    else:  # say why the panel is empty instead of leaving a bare 0-1 axis
+        ax_mfu.text(0.5, 0.5, "no MFU: no peak TFLOPS known for the device\n(a CPU run, or pass --peak-tflops to train)",
+                    transform=ax_mfu.transAxes, ha="center", va="center", color="0.4")
+        ax_mfu.set_yticks([])
     ax_mfu.set_xlabel("tokens seen (across resumed and grown runs)")
     ax_mfu.xaxis.set_major_formatter(EngFormatter())  # 2M, 1.5G rather than 2e6
     for ax in (ax_loss, ax_ppl, ax_mfu):
