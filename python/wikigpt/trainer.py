@@ -699,6 +699,12 @@ def train(cfg: TrainConfig) -> RunResult:
     _log(f"{raw_model.get_num_params() / 1e6:.2f}M parameters, {device} {str(dtype).replace('torch.', '')}, "
          f"micro-batch {micro} x {block_size} x {accum_total} accumulation = {tokens_per_step} tokens/step; "
          f"steps {iter_num} -> {max_iters}", rank)
+    # how much of the data this run will see: more than one pass over a small dataset is where val loss turns up
+    run_tokens = (max_iters - iter_num) * tokens_per_step
+    train_tokens = sum(p.tokens("train") for p in data.parts if data.weights.get(p.name, 0.0) > 0)
+    if train_tokens:
+        _log(f"this run: {_fmt_count(run_tokens)} tokens = {run_tokens / train_tokens:.3g} passes over the "
+             f"{_fmt_count(train_tokens)} train tokens of the parts it draws from", rank)
 
     # parts the model will have seen (recorded in checkpoints)
     seen_after = parts_seen + [p for p in data.trained_parts if p not in parts_seen]
