@@ -357,7 +357,7 @@ class Dataset:
                 progress,
             )
             result = json.loads(raw)
-            read = _read_page_range(result["stats"])
+            read = _read_page_range(result["stats"])  # also the record's page_ids below
             if read and not allow_overlap:  # the ids the files really hold (names can be missing or wrong)
                 _refuse_overlap(name, read, [(p["name"], p["page_ids"]) for p in manifest["parts"]
                                              if p.get("page_ids")], "as read")
@@ -373,7 +373,6 @@ class Dataset:
         for s in stats:
             for k, v in s["dropped"].items():
                 dropped[k] = dropped.get(k, 0) + v
-        read = _read_page_range(stats)
         return {
             "name": name,
             "added": _now(),

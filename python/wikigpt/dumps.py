@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -216,10 +217,11 @@ class TrainSpeed:
 def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
     """Median tokens/s over a `wikigpt train` run's logged step windows (metrics.jsonl), leaving out the first window
     of each session (torch.compile and warm-up). Reads only the run's JSON files (no torch)."""
+    from .plot import read_records  # the reader `wikigpt plot` uses (json only; a line cut by a kill is skipped)
+
     run = Path(run_dir)
-    metrics = run / "metrics.jsonl"
-    if not metrics.is_file():
-        raise ConfigError(f"{run}: no metrics.jsonl (give a folder that `wikigpt train --out` wrote)")
+    steps = read_records(run, "step")
+
     def read_json(name: str) -> dict:  # config.json and meta.json only describe the run: missing is not fatal
         try:
             doc = json.loads((run / name).read_text(encoding="utf-8"))
@@ -233,13 +235,7 @@ def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
                             if isinstance(m, dict) and isinstance(m.get("start_iter"), int)}
     speeds: list[float] = []
     last_step = None
-    for n, line in enumerate(metrics.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            raise ConfigError(f"{metrics}: line {n} is not JSON") from None
-        if not isinstance(rec, dict) or rec.get("kind") != "step":
-            continue
+    for rec in steps:
         step, tps = rec.get("step"), rec.get("tokens_per_s")
         if not isinstance(step, int):
             continue
@@ -250,9 +246,7 @@ def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
             speeds.append(float(tps))
     if not speeds:
         raise ConfigError(f"{run}: no training speed logged yet (it needs at least two logged step windows)")
-    speeds.sort()
-    mid = len(speeds) // 2
-    median = speeds[mid] if len(speeds) % 2 else (speeds[mid - 1] + speeds[mid]) / 2
+    median = statistics.median(speeds)
     about = []
     try:  # a courtesy for the printed line; the speed itself came from metrics.jsonl
         derived = cfg.get("derived", {})
