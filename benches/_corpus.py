@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "python" / "wikigpt" / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+SAMPLE = ROOT / "python" / "wikigpt" / "data" / "sample" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 WORK = ROOT / "benches" / "_work"
 #: Bump when the recipe below changes, so cached corpora built by an older recipe are rebuilt.
 RECIPE = 1

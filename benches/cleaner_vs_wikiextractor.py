@@ -38,7 +38,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import _wikiextractor  # noqa: E402  (benches/ is not a package)
 
-SAMPLE = ROOT / "python" / "wikigpt" / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+SAMPLE = ROOT / "python" / "wikigpt" / "data" / "sample" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 
 # The issue's leftover-markup patterns: an article "has leftover markup" if its text contains any.
 PATTERNS = ["{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "&gt;", "&amp;", "'''", "''", "[http", "<!--",

@@ -47,7 +47,7 @@ log "tests exit code $TEST_RC"
 
 log "3/4 dataset from the bundled sample"
 rm -rf "$OUT/ds"
-timeout 60 python -m wikigpt add "$OUT/ds" python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2 \
+timeout 60 python -m wikigpt add "$OUT/ds" python/wikigpt/data/sample/enwiki-sample-pages-articles1.xml-p10p30302.bz2 \
   --val-fraction 0.01 -q 2>&1 | tail -3
 AGREE_DATA=()
 if [ -f "$OUT/ds/manifest.json" ]; then AGREE_DATA=(--agree-data "$OUT/ds"); else

@@ -145,7 +145,7 @@ def run_add(corpus: _corpus.Corpus, n: int, scratch: Path, log) -> dict:
     tokens = part["tokens"]["train"] + part["tokens"]["val"]
     # Sanity: every shard is a well-formed llm.c file (read_header checks magic, version and size) and together
     # they hold what the manifest says.
-    from wikigpt.shards import read_header
+    from wikigpt.data.shards import read_header
 
     on_disk = sum(read_header(f) for split in ("train", "val")
                   for f in sorted((ds / part["dir"]).glob(f"{split}_*.bin")))

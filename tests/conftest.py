@@ -1,6 +1,6 @@
 """Shared fixtures: the bundled real dump sample, the same sample cut into 3 parts, and datasets built from them.
 
-The sample is real English Wikipedia text (CC BY-SA 3.0/4.0, its authors; see python/wikigpt/data/ATTRIBUTION.md).
+The sample is real English Wikipedia text (CC BY-SA 3.0/4.0, its authors; see python/wikigpt/data/sample/ATTRIBUTION.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if not _cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "python" / "wikigpt" / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+SAMPLE = ROOT / "python" / "wikigpt" / "data" / "sample" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

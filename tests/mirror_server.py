@@ -162,11 +162,11 @@ class MirrorServer:
 # ------------------------------------------------------------------------------------------------ the mirror's content
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "python" / "wikigpt" / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+SAMPLE = REPO / "python" / "wikigpt" / "data" / "sample" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 WIKI = "enwiki"
 DATE = "20240101"  # finished; 20240120 is still running and 20240201 has no dumpstatus.json yet
 ATTRIBUTION = """\
-The .bz2 files under enwiki/ are cut from python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2, a
+The .bz2 files under enwiki/ are cut from python/wikigpt/data/sample/enwiki-sample-pages-articles1.xml-p10p30302.bz2, a
 shortened real English Wikipedia dump (2016). Wikipedia text is (c) its authors, licensed CC BY-SA 3.0/4.0
 (https://creativecommons.org/licenses/by-sa/4.0/); the authors of each page are in its history on en.wikipedia.org.
 """

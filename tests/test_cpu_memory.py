@@ -9,7 +9,7 @@ import ctypes
 
 import pytest
 
-from wikigpt._cpu_memory import _glibc, keep_freed_memory
+from wikigpt.training.cpu_memory import _glibc, keep_freed_memory
 
 libc = _glibc()
 pytestmark = pytest.mark.skipif(libc is None or not hasattr(libc, "mallinfo2"), reason="needs glibc >= 2.33")

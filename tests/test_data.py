@@ -1,4 +1,4 @@
-"""The window loader (wikigpt.data): windows are real slices of the shards, drawn by size, reproducibly, per part.
+"""The window loader (wikigpt.training.loader): windows are real slices of the shards, drawn by size, reproducibly, per part.
 
 Most tests use small synthetic datasets whose token values say where they came from (shard k holds k*10000 + i at
 position i), so a window's origin can be checked exactly; the per-part evaluation runs on the real sample.
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from wikigpt.data import TokenData, WindowSampler, evaluate, list_parts, part_weights, read_manifest
+from wikigpt.training.loader import TokenData, WindowSampler, evaluate, list_parts, part_weights, read_manifest
 from wikigpt.errors import DatasetError
-from wikigpt.shards import write_shard
+from wikigpt.data.shards import write_shard
 
 
 def make_dataset(root: Path, parts: dict[str, dict[str, list[int]]]) -> Path:
@@ -145,7 +145,7 @@ def test_sampler_needs_a_long_enough_shard(tmp_path):
 
 
 def test_evaluate_per_part_on_real_sample(sample_dataset_parts):
-    from wikigpt.model import GPT, preset_config
+    from wikigpt.training.model import GPT, preset_config
 
     torch.manual_seed(0)
     model = GPT(preset_config("tiny"))

@@ -16,7 +16,7 @@ import pytest
 
 import wikigpt
 from wikigpt import Dataset, DatasetError, DiskSpaceError, ShardError, _core
-from wikigpt.shards import HEADER_BYTES, read_shard, write_shard
+from wikigpt.data.shards import HEADER_BYTES, read_shard, write_shard
 
 
 def sha256(p: Path) -> str:
@@ -44,7 +44,7 @@ def test_sample_dataset_manifest(sample_dataset):
     (part,) = m["parts"]
     assert part["name"] == "enwiki-sample-pages-articles1"
     assert part["files"][0]["sha1"] == hashlib.sha1(
-        (Path(wikigpt.__file__).parent / "data" / part["files"][0]["name"]).read_bytes()).hexdigest()
+        (Path(wikigpt.__file__).parent / "data" / "sample" / part["files"][0]["name"]).read_bytes()).hexdigest()
     assert part["pages"]["seen"] == 206 and part["pages"]["dropped"]["redirect"] == 99  # + 1 redirect in ns 4
     assert part["pages"]["kept"] + sum(part["pages"]["dropped"].values()) == 206
     assert part["page_ids"][0] == 10

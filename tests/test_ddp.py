@@ -15,7 +15,7 @@ import torch
 
 import wikigpt
 from test_train import tiny
-from wikigpt.trainer import train
+from wikigpt.training.trainer import train
 
 pytestmark = pytest.mark.slow  # two torch processes start: ~15 s on 2 cores
 

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 import pytest
 
 from mirror_server import DATE, WIKI, MirrorServer, build_mirror
-from wikigpt import cli, dumps
-from wikigpt.dumps import FileTask, Progress, fetch_file, user_agent
+from wikigpt import cli
+from wikigpt.data import dumps
+from wikigpt.data.dumps import FileTask, Progress, fetch_file, user_agent
 from wikigpt.errors import ChecksumError, DiskSpaceError, DownloadError
 
 
@@ -221,7 +222,7 @@ def test_hostile_index_writes_nothing(tmp_path):
 
 
 def test_cli_download(monkeypatch, capsys, server, mirror_root, info, tmp_path):
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ["wikigpt.dumps"])
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", ["wikigpt.data.dumps"])
     rc = cli.main(["download", "--wiki", WIKI, "--date", "latest", "--parts", "2", "--dest", str(tmp_path),
                    "--mirror", server.base])
     out, err = capsys.readouterr()
@@ -240,7 +241,7 @@ def test_ctrl_c_leaves_resumable_part(server, mirror_root, info, tmp_path):
     name = info["parts"]["1"][0]
     server.chunk_delay = 0.05  # 16 kB per 50 ms: the 265 kB file would take ~0.8 s, long enough to interrupt midway
     code = (
-        "import sys; from wikigpt import cli; cli._COMMAND_MODULES = ['wikigpt.dumps']; "
+        "import sys; from wikigpt import cli; cli._COMMAND_MODULES = ['wikigpt.data.dumps']; "
         "sys.exit(cli.main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(dumps.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}

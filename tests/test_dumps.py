@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from mirror_server import DATE, SAMPLE, WIKI, MirrorServer, build_mirror
-from wikigpt import cli, dumps
+from wikigpt import cli
+from wikigpt.data import dumps
 from wikigpt.errors import ConfigError, DownloadError
 
 # the real enwiki 2023-03-01 dumpstatus.json, in a mirror layout (a copy of ../shared/data's; see its README.md)
@@ -33,7 +34,7 @@ def _fast_index_retries(monkeypatch):
 
 def run_cli(monkeypatch, argv) -> int:
     # the real `wikigpt` entry point, with only this module's commands registered (the other stages may not be built)
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ["wikigpt.dumps"])
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", ["wikigpt.data.dumps"])
     return cli.main(argv)
 
 
@@ -324,7 +325,7 @@ def test_train_time_estimate_from_a_real_run(monkeypatch, capsys, server, sample
     """`parts --run RUN`: one pass over the parts' estimated tokens at the median tokens/s the run logged, leaving out
     each session's first window (compile, warm-up); a resumed session starts a new first window."""
     pytest.importorskip("torch")
-    from wikigpt.trainer import TrainConfig, train
+    from wikigpt.training.trainer import TrainConfig, train
 
     run = tmp_path / "run"
     base = dict(dataset=str(sample_dataset), out=str(run), preset="tiny", batch_size=2, block_size=32,
@@ -388,7 +389,7 @@ def test_module_is_pure_python():
     import subprocess
     import sys
 
-    code = "import sys, wikigpt.dumps; sys.exit('wikigpt._core' in sys.modules)"
+    code = "import sys, wikigpt.data.dumps; sys.exit('wikigpt._core' in sys.modules)"
     env = {"PYTHONPATH": str(Path(dumps.__file__).parents[1]), "PATH": "/usr/bin:/bin"}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
     src = Path(dumps.__file__).read_text()

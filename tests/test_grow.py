@@ -27,9 +27,9 @@ import pytest
 
 from wikigpt import cli
 from wikigpt.errors import ConfigError
-from wikigpt.grow import State, _check_unchanged, grow, load_plan, resolve_mix, split_sample
+from wikigpt.experiments.grow import State, _check_unchanged, grow, load_plan, resolve_mix, split_sample
 
-SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / \
+SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / "sample" / \
     "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 TOKENS_PER_STEP = 2 * 32  # micro-batch x block, no accumulation
 STEPS = 30  # per stage (90 staged + 90 all-at-once: the 50k-row output layer makes each step ~0.1-0.3 s here)
@@ -120,7 +120,7 @@ def grown(tmp_path_factory) -> SimpleNamespace:
     proc.wait()
     log.close()
     assert ckpt2.is_file(), (d / "killed-run.log").read_text()[-3000:]
-    from wikigpt.grow import checkpoint_tokens
+    from wikigpt.experiments.grow import checkpoint_tokens
 
     at_kill = SimpleNamespace(
         state=json.loads((out / "state.json").read_text()),
@@ -210,10 +210,10 @@ def test_part_val_loss_is_computed_on_that_parts_pages(grown):
     re-evaluating the final checkpoint on them gives the numbers in metrics.jsonl."""
     import torch
 
-    from wikigpt.data import TokenData, evaluate
-    from wikigpt.dataset import Dataset
-    from wikigpt.model import GPT
-    from wikigpt.shards import read_shard
+    from wikigpt.training.loader import TokenData, evaluate
+    from wikigpt.data.dataset import Dataset
+    from wikigpt.training.model import GPT
+    from wikigpt.data.shards import read_shard
 
     g = grown
     ds = Dataset(g.out / "data")
@@ -465,9 +465,9 @@ def test_download_stage_adds_parts_once_and_deletes_dumps(tmp_path, monkeypatch)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from mirror_server import MirrorServer, build_mirror
 
-    from wikigpt import dumps
-    from wikigpt.dataset import Dataset
-    from wikigpt.grow import _add_stage_parts
+    from wikigpt.data import dumps
+    from wikigpt.data.dataset import Dataset
+    from wikigpt.experiments.grow import _add_stage_parts
 
     monkeypatch.setattr(dumps, "INDEX_BACKOFF", 0.01)
     root = tmp_path / "mirror"

@@ -2,7 +2,7 @@
 every parameter's gradient, and a short training run on real text whose losses must agree step by step.
 
 On the CPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1), so the model is tiny
-and the vocabulary small: bytes of the bundled real Wikipedia sample (CC BY-SA; python/wikigpt/data/ATTRIBUTION.md)
+and the vocabulary small: bytes of the bundled real Wikipedia sample (CC BY-SA; python/wikigpt/data/sample/ATTRIBUTION.md)
 as tokens, vocab 300 (256 bytes + 44 never-seen ids, as GPT-2's padded vocabulary has). On CUDA the same tests run
 under bf16 autocast.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from wikigpt.model import GPT, GPTConfig
+from wikigpt.training.model import GPT, GPTConfig
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / (
+SAMPLE = Path(__file__).resolve().parent.parent / "python" / "wikigpt" / "data" / "sample" / (
     "enwiki-sample-pages-articles1.xml-p10p30302.bz2")
 
 

@@ -14,13 +14,13 @@ import torch
 import wikigpt
 from wikigpt import cli
 from wikigpt.errors import CheckpointError, ConfigError, DatasetError
-from wikigpt.trainer import Schedule, TrainConfig, peak_tflops_for, train
+from wikigpt.training.trainer import Schedule, TrainConfig, peak_tflops_for, train
 
 
 @pytest.fixture
 def gpt2():
     """GPT-2's tokenizer, built offline from the extension's ranks (what the trainer decodes samples with)."""
-    from wikigpt.tokens import tokenizer
+    from wikigpt.data.tokens import tokenizer
 
     return tokenizer()
 
@@ -97,7 +97,7 @@ def test_loss_falls(sample_dataset, tmp_path):
 def test_killed_run_resumes_on_the_same_curve(sample_dataset, tmp_path, monkeypatch, capsys):
     full = train(tiny(sample_dataset, tmp_path / "full", max_iters=8, eval_interval=4, dropout=0.1))
     # the same run, killed during its 7th step (after the checkpoint at step 4; steps 5 and 6 were logged)
-    import wikigpt.data as data
+    import wikigpt.training.loader as data
 
     orig = data.TokenData.train_batch
 
@@ -175,7 +175,7 @@ def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
     png = (tmp_path / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     # the logged steps drawn beside the evaluations: every step record of both stages, on the shared tokens axis
-    from wikigpt.plot import read_records
+    from wikigpt.experiments.plot import read_records
 
     steps = read_records(tmp_path / "p1", "step") + read_records(tmp_path / "p2", "step")
     assert [r["step"] for r in steps] == [r["step"] for r in records(tmp_path / "p1", "step")
@@ -197,8 +197,8 @@ def test_init_from_nanogpt_checkpoint(sample_dataset, tmp_path):
     assert [r["step"] for r in ev] == [7, 9]
     assert ev[0]["tokens_seen"] == 7 * 4 * 64 * 2  # estimated from nanoGPT's config
     # the first evaluation is nanoGPT's model as it was saved
-    from wikigpt.data import evaluate
-    from wikigpt.model import GPT
+    from wikigpt.training.loader import evaluate
+    from wikigpt.training.model import GPT
 
     m = GPT.from_checkpoint(tmp_path / "out" / "ckpt.pt")
     assert evaluate(m, sample_dataset, iters=2, batch_size=2, seed=1)["val"] == pytest.approx(ev[0]["val_loss"],
@@ -210,7 +210,7 @@ def test_char_level_nanogpt_checkpoint_is_refused_in_one_line(sample_dataset, tm
     the embedding; and with --overwrite, the run it would have replaced stays as it was."""
     from nanogpt_reference import RefConfig, RefGPT, write_nanogpt_checkpoint
 
-    from wikigpt.trainer import sample
+    from wikigpt.training.trainer import sample
 
     char = tmp_path / "char" / "ckpt.pt"
     char.parent.mkdir()
@@ -255,7 +255,7 @@ def test_bad_input_nothing_overwritten(sample_dataset, tmp_path):
 
 
 def test_oom_is_one_line(sample_dataset, tmp_path, monkeypatch):
-    from wikigpt.model import GPT
+    from wikigpt.training.model import GPT
 
     def oom(self, x, targets):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.14 GiB")
@@ -291,7 +291,7 @@ def test_cli_train_resume_sample_plot(sample_dataset, tmp_path, capsys):
 
 
 def test_sample_decodes_text(sample_dataset, tmp_path, gpt2):
-    from wikigpt.trainer import sample
+    from wikigpt.training.trainer import sample
 
     train(tiny(sample_dataset, tmp_path / "r", max_iters=2, eval_interval=2, eval_iters=1, sample_tokens=0))
     texts = sample(tmp_path / "r", "The history of", 30, temperature=0, device="cpu")
@@ -390,7 +390,7 @@ def test_gpu_bf16_compile_mfu_and_vram_fit(sample_dataset, tmp_path, capsys):
 
 
 def test_kernels_auto_is_the_measured_path():
-    from wikigpt.trainer import resolve_kernels
+    from wikigpt.training.trainer import resolve_kernels
 
     assert resolve_kernels("auto", "cpu", False) == (False, None)
     assert resolve_kernels("auto", "cuda", False) == (True, None)
@@ -411,7 +411,7 @@ def test_console_shows_each_logged_step_with_an_eta(sample_dataset, tmp_path, ca
 
 
 def test_vram_budget_is_the_smaller_of_the_flag_and_the_card():
-    from wikigpt.trainer import vram_budget
+    from wikigpt.training.trainer import vram_budget
 
     gib = 1024**3
     assert vram_budget(12, 80 * gib) == (0.9 * 12 * gib, None)  # a big card capped to a 4070's 12 GiB
@@ -420,7 +420,7 @@ def test_vram_budget_is_the_smaller_of_the_flag_and_the_card():
 
 
 def test_sample_refuses_out_of_range_settings(sample_dataset, tmp_path):
-    from wikigpt.trainer import sample
+    from wikigpt.training.trainer import sample
 
     run = tmp_path / "r"
     train(tiny(sample_dataset, run, max_iters=1, eval_interval=1, sample_tokens=0))

@@ -21,35 +21,35 @@ from .errors import (
     ShardError,
     WikiGPTError,
 )
-from .shards import read_shard, write_shard
+from .data.shards import read_shard, write_shard
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it
 _LAZY = {
-    # extraction (rust/pipeline.rs through wikigpt.extract)
-    "extract_parallel": "wikigpt.extract",
-    "iter_articles": "wikigpt.extract",
-    "cat": "wikigpt.extract",
-    "Article": "wikigpt.extract",
+    # extraction (rust/pipeline.rs through wikigpt.data.extract)
+    "extract_parallel": "wikigpt.data.extract",
+    "iter_articles": "wikigpt.data.extract",
+    "cat": "wikigpt.data.extract",
+    "Article": "wikigpt.data.extract",
     # tokens and datasets
-    "tokenizer": "wikigpt.tokens",
-    "encode_batch": "wikigpt.tokens",
-    "Dataset": "wikigpt.dataset",
+    "tokenizer": "wikigpt.data.tokens",
+    "encode_batch": "wikigpt.data.tokens",
+    "Dataset": "wikigpt.data.dataset",
     # dumps index and downloads
-    "list_parts": "wikigpt.dumps",
-    "download": "wikigpt.dumps",
-    "Part": "wikigpt.dumps",
-    "DumpFile": "wikigpt.dumps",
+    "list_parts": "wikigpt.data.dumps",
+    "download": "wikigpt.data.dumps",
+    "Part": "wikigpt.data.dumps",
+    "DumpFile": "wikigpt.data.dumps",
     # model and training (torch)
-    "GPT": "wikigpt.model",
-    "GPTConfig": "wikigpt.model",
-    "TrainConfig": "wikigpt.trainer",
-    "train": "wikigpt.trainer",
-    # growth experiments (the runner itself is `wikigpt.grow.grow`: a function named like its module would be
+    "GPT": "wikigpt.training.model",
+    "GPTConfig": "wikigpt.training.model",
+    "TrainConfig": "wikigpt.training.trainer",
+    "train": "wikigpt.training.trainer",
+    # growth experiments (the runner itself is `wikigpt.experiments.grow.grow`: a function named like its module would be
     # shadowed by the submodule once imported)
-    "load_plan": "wikigpt.grow",
-    "write_report": "wikigpt.report",
+    "load_plan": "wikigpt.experiments.grow",
+    "write_report": "wikigpt.experiments.report",
 }
 
 __all__ = [
@@ -84,11 +84,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from .dataset import Dataset
-    from .dumps import DumpFile, Part, download, list_parts
-    from .extract import Article, cat, extract_parallel, iter_articles
-    from .model import GPT, GPTConfig
-    from .tokens import encode_batch, tokenizer
-    from .grow import load_plan
-    from .report import write_report
-    from .trainer import TrainConfig, train
+    from .data.dataset import Dataset
+    from .data.dumps import DumpFile, Part, download, list_parts
+    from .data.extract import Article, cat, extract_parallel, iter_articles
+    from .training.model import GPT, GPTConfig
+    from .data.tokens import encode_batch, tokenizer
+    from .experiments.grow import load_plan
+    from .experiments.report import write_report
+    from .training.trainer import TrainConfig, train

@@ -9,18 +9,18 @@ import sys
 
 # Modules that add subcommands, in the order they appear in `wikigpt --help`.
 _COMMAND_MODULES = [
-    "wikigpt.extract",   # cat, extract
-    "wikigpt.dataset",   # add, status, export-nanogpt
-    "wikigpt.dumps",     # parts, download
-    "wikigpt.trainer",   # train, sample, plot
+    "wikigpt.data.extract",   # cat, extract
+    "wikigpt.data.dataset",   # add, status, export-nanogpt
+    "wikigpt.data.dumps",     # parts, download
+    "wikigpt.training.trainer",   # train, sample, plot
     "wikigpt.quickstart",  # quickstart
-    "wikigpt.grow",      # grow, report
-    "wikigpt.bench",     # bench
+    "wikigpt.experiments.grow",      # grow, report
+    "wikigpt.benchmarks.cli",     # bench
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="wikigpt",

@@ -10,12 +10,11 @@ import shutil
 import time
 from pathlib import Path
 
-SAMPLE_NAME = "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
-
+from .data import SAMPLE
 
 def sample_path() -> Path:
-    """The bundled real dump excerpt (206 pages of English Wikipedia, CC BY-SA; see data/ATTRIBUTION.md)."""
-    return Path(__file__).resolve().parent / "data" / SAMPLE_NAME
+    """The bundled real dump excerpt (206 pages of English Wikipedia, CC BY-SA; see data/sample/ATTRIBUTION.md)."""
+    return SAMPLE
 
 
 def _say(step: int, total: int, text: str) -> None:
@@ -26,9 +25,10 @@ def quickstart(workdir: str = "wikigpt-quickstart", iters: int | None = None, de
                overwrite: bool = False) -> dict:
     import torch
 
-    from . import Dataset, iter_articles
-    from .plot import plot_runs
-    from .trainer import TrainConfig, sample, train
+    from .data.dataset import Dataset
+    from .data.extract import iter_articles
+    from .experiments.plot import plot_runs
+    from .training.trainer import TrainConfig, sample, train
 
     work = Path(workdir)
     if work.exists() and overwrite:

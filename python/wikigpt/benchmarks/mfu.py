@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tokens/s, MFU and peak memory of the GPT (default the 124M model, T=1024), kernels off vs on, "
         "uncapped and capped, side by side.",
     )
-    p.add_argument("--preset", default="gpt2-124m", help="model preset (wikigpt.model.PRESETS), default gpt2-124m")
+    p.add_argument("--preset", default="gpt2-124m", help="model preset (wikigpt.training.model.PRESETS), default gpt2-124m")
     p.add_argument("--block-size", type=int, default=None, help="sequence length T (default: the preset's, 1024)")
     p.add_argument("--batches", default="8,16,32,48", help="micro-batch sizes, comma-separated (default 8,16,32,48)")
     p.add_argument("--kernels", default="off,on", help="kernel settings to run, comma-separated (default off,on)")
@@ -133,7 +133,7 @@ _CACHE: dict[bool, tuple[Any, Any, dict]] = {}
 def _model(args, kernels: bool, device) -> tuple[Any, Any]:
     import torch
 
-    from ..model import GPT, preset_config
+    from ..training.model import GPT, preset_config
 
     # the other setting's model waits on the CPU: its weights must not count against this configuration's cap
     for k, (other, _, _) in _CACHE.items():
@@ -345,7 +345,7 @@ def saved_bytes_per_token(preset: str, kernels: bool, device: str, batch: int, b
     measured with saved-tensor hooks over one bf16-autocast forward (compiled graphs save through the same hooks)."""
     import torch
 
-    from ..model import GPT, preset_config
+    from ..training.model import GPT, preset_config
 
     torch.manual_seed(0)
     cfg = preset_config(preset, block_size=block, kernels=kernels, n_layer=n_layer)
@@ -371,7 +371,7 @@ def saved_bytes_per_token(preset: str, kernels: bool, device: str, batch: int, b
 def activations_main(args) -> int:
     import torch
 
-    from ..model import preset_config
+    from ..training.model import preset_config
 
     batch = _parse_list(args.batches)[0]
     block = args.block_size or 64
@@ -418,7 +418,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.device.startswith("cuda") and any(c is not None for c in _caps(args.caps)):
         raise ConfigError("--caps: memory caps need CUDA; use --caps none on the CPU")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    from ..trainer import peak_tflops_for  # one table of peaks, so `train` and `bench mfu` agree
+    from ..training.trainer import peak_tflops_for  # one table of peaks, so `train` and `bench mfu` agree
 
     peak_tf = args.peak_tflops or peak_tflops_for(name)[0]
     if peak_tf is None:
@@ -487,10 +487,10 @@ def _agreement_tokens(path: Optional[str]):
 
     if not path:
         return None
-    from ..shards import read_shard
+    from ..data.shards import read_shard
 
     if os.path.isfile(os.path.join(path, "manifest.json")):  # a dataset folder: its train shards, in part order
-        from ..dataset import Dataset
+        from ..data.dataset import Dataset
 
         files = [str(p) for p, _ in Dataset(path).shards("train")]
     else:  # a folder of shards, or one shard

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
-from ._progress import ProgressCallback, run_with_progress
-from .errors import ConfigError
+from ..util.progress import ProgressCallback, run_with_progress
+from ..errors import ConfigError
 
 PathLike = Union[str, os.PathLike]
 
@@ -70,7 +70,7 @@ def resolve_processes(processes: Optional[int]) -> int:
 
 
 def _core():
-    from . import _core
+    from .. import _core
 
     return _core
 

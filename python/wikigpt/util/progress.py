@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ._io import human_bytes
+from .io import human_bytes
 
 ProgressCallback = Callable[[dict], None]
 

@@ -23,7 +23,7 @@ GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|
 @functools.lru_cache(maxsize=1)
 def gpt2_ranks() -> dict:
     """{token bytes: rank} for GPT-2, from the extension (50,256 mergeable tokens)."""
-    from . import _core
+    from .. import _core
 
     return dict(_core.gpt2_ranks())
 
@@ -50,7 +50,7 @@ def encode_batch(texts: Sequence[str], threads: Optional[int] = None) -> list:
     Returns one uint16 array per text, equal to tiktoken's `encode_ordinary` (a literal "<|endoftext|>" inside a
     text is ordinary text). No EOT is added here; datasets put EOT before each document.
     """
-    from . import _core
+    from .. import _core
 
     if isinstance(texts, str):
         raise TypeError("encode_batch takes a list of strings, not one string")

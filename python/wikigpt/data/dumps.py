@@ -55,8 +55,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TextIO, Union
 
-from ._io import fsync_dir, human_bytes
-from .errors import ChecksumError, ConfigError, DiskSpaceError, DownloadError
+from ..util.io import fsync_dir, human_bytes
+from ..errors import ChecksumError, ConfigError, DiskSpaceError, DownloadError
+from . import SAMPLE
 from .extract import default_processes
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (the sha1 check still catches interleaved writers)
@@ -68,7 +69,7 @@ DEFAULT_MIRROR = "https://dumps.wikimedia.org"
 
 # Estimates printed next to every size (always labelled as estimates). Where each number comes from:
 # - XML bytes per compressed byte: 6,089,746 / 1,695,871 = 3.591, `bzip2 -dc | wc -c` over the file size of the bundled
-#   sample (python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2: 2016, 206 pages). Re-measure on a
+#   sample (python/wikigpt/data/sample/enwiki-sample-pages-articles1.xml-p10p30302.bz2: 2016, 206 pages). Re-measure on a
 #   real part with `bzip2 -dc PART.bz2 | wc -c` and `stat -c %s PART.bz2`. DESIGN.md quotes ~4.5x for 2023 enwiki
 #   parts, so XML may be underestimated by ~20% there.
 # - clean text bytes per XML byte 0.467 and UTF-8 bytes per GPT-2 token 4.635: what wikigpt's own pipeline makes of
@@ -134,8 +135,6 @@ def estimate(compressed: int) -> Estimate:
     return Estimate(compressed, round(xml), round(text), round(tokens), round(tokens * SHARD_BYTES_PER_TOKEN))
 
 
-#: The bundled real sample: what `add_speed` times.
-SAMPLE = Path(__file__).resolve().parent / "data" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 _add_speed_cache: dict = {}
 
 
@@ -149,7 +148,7 @@ def add_speed() -> Optional[float]:
         try:
             import tempfile
 
-            from . import _core
+            from .. import _core
 
             best = None
             for _ in range(2):
@@ -217,7 +216,7 @@ class TrainSpeed:
 def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
     """Median tokens/s over a `wikigpt train` run's logged step windows (metrics.jsonl), leaving out the first window
     of each session (torch.compile and warm-up). Reads only the run's JSON files (no torch)."""
-    from .plot import read_records  # the reader `wikigpt plot` uses (json only; a line cut by a kill is skipped)
+    from ..experiments.plot import read_records  # the reader `wikigpt plot` uses (json only; a line cut by a kill is skipped)
 
     run = Path(run_dir)
     steps = read_records(run, "step")
@@ -291,7 +290,7 @@ def user_agent() -> str:
     override = os.environ.get("WIKIGPT_USER_AGENT", "").strip()
     if override:
         return override
-    from . import __version__
+    from .._version import __version__
 
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     return f"wikigpt/{__version__} (Wikipedia dump downloader; https://pypi.org/project/wikigpt/) Python/{py}"

@@ -28,9 +28,9 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ._io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir, human_bytes
-from ._progress import ProgressCallback, run_with_progress
-from .errors import DatasetError, DiskSpaceError
+from ..util.io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir, human_bytes
+from ..util.progress import ProgressCallback, run_with_progress
+from ..errors import DatasetError, DiskSpaceError
 from .extract import check_inputs, part_stem, resolve_processes
 
 FORMAT = "wikigpt-dataset"
@@ -214,7 +214,8 @@ class Dataset:
         return removed
 
     def _new_manifest(self) -> dict:
-        from . import __version__, _core
+        from .._version import __version__
+        from .. import _core
 
         return {
             "format": FORMAT,
@@ -274,7 +275,7 @@ class Dataset:
         part is added atomically: a failure or Ctrl-C leaves the dataset exactly as before that part. Returns the new
         parts' records.
         """
-        from . import _core
+        from .. import _core
 
         threads = resolve_processes(processes)  # a bad count is refused before the folder or its lock exists
         groups = self.plan_add(paths)

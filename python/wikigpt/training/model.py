@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 @dataclass
@@ -148,7 +148,7 @@ class Block(nn.Module):
         (stream, its own MLP output), so every add is fused with the LayerNorm that follows it. The MLP keeps only
         the c_fc output for backward (its GELU is recomputed there): that and the fused loss are what let the 124M
         model train at micro-batch 32 in 12 GiB."""
-        from .kernels import add_layer_norm, gelu_linear, layer_norm
+        from ..kernels import add_layer_norm, gelu_linear, layer_norm
 
         # LN outputs feed bf16 linears under autocast: write them in that dtype directly (F.layer_norm would give
         # fp32 under autocast, then the linear casts it)
@@ -221,7 +221,7 @@ class GPT(nn.Module):
     def _hidden_fused(self, x: torch.Tensor) -> torch.Tensor:
         """Kernel path of `hidden` after the embeddings: blocks pass (stream, pending MLP output) along (see
         Block.forward_fused) and the last pending add is fused into ln_f."""
-        from .kernels import add_layer_norm
+        from ..kernels import add_layer_norm
 
         delta = None
         for block in self.transformer.h:
@@ -236,7 +236,7 @@ class GPT(nn.Module):
         """lm_head + mean cross-entropy over the targets that are not -1. Returns (logits, loss); a fused path may
         return logits None, since never materializing the (B, T, vocab) logits is the point of fusing."""
         if self.config.kernels:
-            from .kernels import fused_linear_cross_entropy
+            from ..kernels import fused_linear_cross_entropy
 
             loss = fused_linear_cross_entropy(
                 x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1), ignore_index=-1

@@ -2,7 +2,7 @@
 
     wikigpt grow plan.toml --out runs/growth                          # the stages of the plan, in order
     wikigpt grow plan.toml --out runs/growth --compare all-at-once    # + the same token budget from scratch
-    wikigpt report runs/growth                                        # report.md + PNGs (see wikigpt.report)
+    wikigpt report runs/growth                                        # report.md + PNGs (see wikigpt.experiments.report)
 
 A plan (TOML; examples/growth-plan.toml documents every field) names where the dump parts come from, the model, the
 training defaults, the evaluation, and the stages. Each stage adds its parts to the dataset (downloading them first
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from ._io import exclusive_lock
-from .errors import ConfigError, WikiGPTError
+from ..util.io import exclusive_lock
+from ..errors import ConfigError, WikiGPTError
 
 STATE_VERSION = 1
 COMPARE_MODES = ("all-at-once",)
@@ -201,7 +201,7 @@ class _Checker:
 
 
 def _train_fields() -> dict[str, dataclasses.Field]:
-    from .trainer import TrainConfig
+    from ..training.trainer import TrainConfig
 
     return {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -252,7 +252,7 @@ def _check_train_table(c: _Checker, table: dict, where: str) -> dict[str, Any]:
 
 def load_plan(path: Union[str, os.PathLike]) -> Plan:
     """Read and validate a plan; every error is a ConfigError naming the file and the field."""
-    from .trainer import TrainConfig, _check_config
+    from ..training.trainer import TrainConfig, _check_config
 
     path = Path(path)
     try:
@@ -284,7 +284,7 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
     if ("wiki" in dump) != ("date" in dump):
         raise c.fail("[dump]", "name both wiki and date (date may be \"latest\")")
     if "wiki" in dump:
-        from .dumps import check_date, check_wiki
+        from ..data.dumps import check_date, check_wiki
 
         try:
             check_wiki(dump["wiki"])
@@ -309,7 +309,7 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
     c.keys(model_t, _MODEL_FIELDS, "[model]")
     model = {k: _check_train_value(c, k, v, "[model]") for k, v in model_t.items()}
     if "preset" in model:
-        from .model import PRESETS
+        from ..training.model import PRESETS
 
         if model["preset"] not in PRESETS:
             raise c.fail("[model].preset", f"{model['preset']!r}: choose one of {', '.join(PRESETS)}")
@@ -478,7 +478,7 @@ class State:
         return self.d["stages"].get(name, {}).get("status") == "finished"
 
     def save(self) -> None:
-        from ._io import atomic_write_json
+        from ..util.io import atomic_write_json
 
         self.d["updated"] = _now()
         atomic_write_json(self.path, self.d)
@@ -542,8 +542,8 @@ def split_sample(n: int, dest: Union[str, os.PathLike]) -> list[Path]:
     """The bundled real sample cut into `n` dump parts of consecutive pages (each a valid dump: the original
     siteinfo header, its pages, the footer), named like real parts with their page-id ranges. Deterministic: the
     same bytes every time, so a resumed experiment finds the files it added."""
-    from ._io import atomic_write_bytes
-    from .quickstart import sample_path
+    from ..util.io import atomic_write_bytes
+    from ..quickstart import sample_path
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -592,7 +592,7 @@ def _stage_files(plan: Plan, st: Stage, out: Path, state: State) -> tuple[list[P
         cut = split_sample(plan.dump["sample_parts"], _dumps_dir(plan, out))
         files += [cut[p - 1] for p in st.parts]
     elif st.parts:
-        from .dumps import download, resolve_date
+        from ..data.dumps import download, resolve_date
 
         # "latest" is resolved once, at the first download, so every stage uses the same dump
         date = state.d.get("dump_date")
@@ -712,7 +712,7 @@ def checkpoint_tokens(ckpt: Path) -> int:
     """tokens_seen of a checkpoint without reading its tensors (memory-mapped)."""
     import torch
 
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     try:
         d = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
@@ -725,7 +725,7 @@ def _train_run(fields: dict[str, Any], dataset: Path, run_dir: Path, init_from: 
                device: Optional[str]) -> str:
     """Train one run folder up to `target` tokens seen: resume it, start it, or do nothing if it is done.
     Returns what was done: "resumed", "started" or "done"."""
-    from .trainer import TrainConfig, train
+    from ..training.trainer import TrainConfig, train
 
     cfg = TrainConfig(dataset=str(dataset), out=str(run_dir), max_tokens=target, **fields)
     if device:
@@ -749,15 +749,15 @@ def _train_run(fields: dict[str, Any], dataset: Path, run_dir: Path, init_from: 
 def _stage_samples(run_dir: Path, ev: dict, device: Optional[str], seed: int) -> list[dict]:
     """The plan's prompts sampled from a run's final checkpoint (same seed each stage, so stages differ only by the
     model). Written to run_dir/grow_samples.json."""
-    from ._io import atomic_write_json
+    from ..util.io import atomic_write_json
 
     path = run_dir / "grow_samples.json"
     if not ev["prompts"] or ev["sample_tokens"] == 0:
         return []
     import torch
 
-    from .model import GPT
-    from .trainer import _sample_text
+    from ..training.model import GPT
+    from ..training.trainer import _sample_text
 
     dev = device if device and device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = GPT.from_checkpoint(run_dir, device=dev)
@@ -795,8 +795,8 @@ def grow(
     report: bool = True,
 ) -> GrowResult:
     """Run (or continue) the growth experiment of a plan in `out`; see the module docstring."""
-    from ._io import atomic_write_bytes
-    from .dataset import Dataset
+    from ..util.io import atomic_write_bytes
+    from ..data.dataset import Dataset
 
     if compare is not None and compare not in COMPARE_MODES:
         raise ConfigError(f"--compare {compare}: use {', '.join(COMPARE_MODES)}")

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ._cpu_memory import keep_freed_memory
-from ._progress import _fmt_count, _fmt_eta
-from .errors import CheckpointError, ConfigError
+from .cpu_memory import keep_freed_memory
+from ..util.progress import _fmt_count, _fmt_eta
+from ..errors import CheckpointError, ConfigError
 
 # Dense bf16 tensor-core peaks (TFLOPS, fp32 accumulate), matched against torch.cuda.get_device_name in order.
 PEAK_TFLOPS: list[tuple[str, float, str]] = [
@@ -318,7 +318,7 @@ def _read_metrics(path: Path) -> list[dict]:
 def _truncate_metrics(path: Path, iter_num: int) -> None:
     """On resume, drop the records the killed run wrote after its last checkpoint: the resumed run writes them
     again, so the curve continues without duplicates."""
-    from ._io import atomic_write_bytes
+    from ..util.io import atomic_write_bytes
 
     keep = [r for r in _read_metrics(path) if int(r.get("step", 0)) <= iter_num]
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
@@ -340,7 +340,7 @@ class _Metrics:
 
 def _tokenizer():
     """GPT-2's tiktoken Encoding, built offline by wikigpt.tokenizer (imported here: only samples need it)."""
-    from .tokens import tokenizer
+    from ..data.tokens import tokenizer
 
     return tokenizer()
 
@@ -350,7 +350,7 @@ def _sample_text(model, prompt: str, tokens: int, device, *, temperature: float 
     """Generate from `prompt` (after an EOT, as documents start in the shards) and decode; stops at the next EOT."""
     import torch
 
-    from .data import autocast
+    from .loader import autocast
 
     enc = _tokenizer()
     eot = enc.eot_token
@@ -407,7 +407,7 @@ def _fit_batch(model, cfg: TrainConfig, device, dtype, block_size: int, seqs_per
     allocated memory of real forward+backward+AdamW steps (eager, lr 0 so the weights do not move)."""
     import torch
 
-    from .data import autocast
+    from .loader import autocast
 
     torch.cuda.synchronize(device)
     free, _total = torch.cuda.mem_get_info(device)
@@ -467,8 +467,8 @@ def train(cfg: TrainConfig) -> RunResult:
     """Train (or continue) a GPT on a dataset folder into a run folder. See TrainConfig for the options."""
     import torch
 
-    from . import __version__
-    from ._io import atomic_write_json
+    from .._version import __version__
+    from ..util.io import atomic_write_json
     from .checkpoint import (
         check_gpt2_vocab,
         check_same_architecture,
@@ -477,7 +477,7 @@ def train(cfg: TrainConfig) -> RunResult:
         model_from_checkpoint,
         save_checkpoint,
     )
-    from .data import TokenData, autocast, read_manifest
+    from .loader import TokenData, autocast, read_manifest
     from .model import GPT, preset_config
 
     _check_config(cfg)
@@ -714,7 +714,7 @@ def train(cfg: TrainConfig) -> RunResult:
 
     @torch.no_grad()
     def estimate() -> dict:
-        from .data import evaluate
+        from .loader import evaluate
 
         # train: fixed windows over the training mix; val: fixed windows per part
         # (every rank computes the same estimate: no collective needed, and all ranks know the val loss)
@@ -1082,7 +1082,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import plot_runs
+    from ..experiments.plot import plot_runs
 
     out = plot_runs(args.runs, args.output, labels=args.label)
     print(out)

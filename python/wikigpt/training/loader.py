@@ -26,8 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import DatasetError, ShardError
-from .shards import read_header, read_shard
+from ..errors import DatasetError, ShardError
+from ..data.shards import read_header, read_shard
 
 Mix = Union[str, Mapping[str, float]]
 

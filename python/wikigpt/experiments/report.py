@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 RUN_LABEL_COMPARE = "all-at-once"
 
@@ -430,7 +430,7 @@ def render_markdown(s: dict, images: list[str]) -> str:
 
 def write_report(out: Union[str, os.PathLike], output: Optional[Union[str, os.PathLike]] = None) -> Path:
     """Write report.md (or `output`), report.json and the PNGs into the experiment folder; returns report.md."""
-    from ._io import atomic_write_bytes, atomic_write_json
+    from ..util.io import atomic_write_bytes, atomic_write_json
 
     out = Path(out)
     s = summarize(out)

@@ -9,7 +9,7 @@ import argparse
 
 def _cmd_bench(args) -> int:
     if args.what == "mfu":
-        from .benchmarks import mfu
+        from . import mfu
 
         return int(mfu.main(args.rest) or 0)
     raise AssertionError(args.what)

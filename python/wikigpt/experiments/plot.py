@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def read_records(run_dir: str | os.PathLike, kind: str) -> list[dict]:

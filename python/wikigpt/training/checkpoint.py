@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_open
-from .errors import CheckpointError
+from ..util.io import atomic_open
+from ..errors import CheckpointError
 from .model import GPT, GPTConfig
 
 CHECKPOINT_NAME = "ckpt.pt"
@@ -166,7 +166,7 @@ def check_gpt2_vocab(cfg: GPTConfig, source: str) -> None:
     """Raise if the model cannot read GPT-2 token ids: every dataset and every sample here is GPT-2 BPE (ids up to
     50256), so a checkpoint trained on another tokenizer (nanoGPT's shakespeare_char has 65 ids) would fail with an
     index error deep in the embedding on the first batch."""
-    from .tokens import N_VOCAB
+    from ..data.tokens import N_VOCAB
 
     if cfg.vocab_size < N_VOCAB:
         raise CheckpointError(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ShardError
+from ..errors import ShardError
 
 MAGIC = 20240520
 VERSION = 1
