@@ -175,7 +175,7 @@ def test_growth_init_from_records_parts(sample_dataset_parts, tmp_path, capsys):
     png = (tmp_path / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     # the logged steps drawn beside the evaluations: every step record of both stages, on the shared tokens axis
-    from wikigpt.experiments.plot import read_records
+    from wikigpt.util.metrics import read_records
 
     steps = read_records(tmp_path / "p1", "step") + read_records(tmp_path / "p2", "step")
     assert [r["step"] for r in steps] == [r["step"] for r in records(tmp_path / "p1", "step")

@@ -28,7 +28,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..util.io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir, human_bytes
+from ..util.fmt import human_bytes
+from ..util.io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir
 from ..util.progress import ProgressCallback, run_with_progress
 from ..errors import DatasetError, DiskSpaceError
 from .extract import check_inputs, part_stem, resolve_processes

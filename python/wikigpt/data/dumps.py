@@ -55,7 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TextIO, Union
 
-from ..util.io import fsync_dir, human_bytes
+from ..util.fmt import fmt_duration, fmt_eta, fmt_tokens, human_bytes
+from ..util.io import fsync_dir
 from ..errors import ChecksumError, ConfigError, DiskSpaceError, DownloadError
 from . import SAMPLE
 from .extract import default_processes
@@ -180,18 +181,6 @@ def add_seconds(compressed: int, threads: int) -> Optional[float]:
     return estimate(compressed).xml / (speed * (1 + ADD_THREAD_EFFICIENCY * (max(1, threads) - 1)))
 
 
-def _fmt_duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under a second"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
     """One line: how long `wikigpt add` of these bytes should take here, and what the figure rests on."""
     threads = threads or default_processes()
@@ -199,7 +188,7 @@ def describe_add_time(compressed: int, threads: Optional[int] = None) -> str:
     if secs is None:
         return "est. time to add: unknown (the speed test on the bundled sample could not run)"
     about = "" if secs < 1 else "~"
-    return (f"est. time to add: {about}{_fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} "
+    return (f"est. time to add: {about}{fmt_duration(secs)} on {threads} thread{'s' if threads != 1 else ''} "
             f"(this machine ran the bundled sample at {add_speed() / 1e6:.0f} MB/s of XML per thread just now; "
             f"assumes each further thread adds {ADD_THREAD_EFFICIENCY:.0%} of that; more if cores are busy)")
 
@@ -216,7 +205,7 @@ class TrainSpeed:
 def run_train_speed(run_dir: Union[str, os.PathLike]) -> TrainSpeed:
     """Median tokens/s over a `wikigpt train` run's logged step windows (metrics.jsonl), leaving out the first window
     of each session (torch.compile and warm-up). Reads only the run's JSON files (no torch)."""
-    from ..experiments.plot import read_records  # the reader `wikigpt plot` uses (json only; a line cut by a kill is skipped)
+    from ..util.metrics import read_records
 
     run = Path(run_dir)
     steps = read_records(run, "step")
@@ -270,7 +259,7 @@ def describe_train_time(tokens: int, speed: Optional[TrainSpeed]) -> str:
         return ("est. time to train: add --run RUN_FOLDER (one of your `wikigpt train` runs) to estimate it from "
                 "that run's measured tokens/s")
     count = f"{tokens / 1e9:.2f}B" if tokens >= 1e9 else f"{tokens / 1e6:.1f}M"
-    return (f"est. time to train one pass over their ~{count} tokens: {_fmt_duration(tokens / speed.tokens_per_s)}"
+    return (f"est. time to train one pass over their ~{count} tokens: {fmt_duration(tokens / speed.tokens_per_s)}"
             f" at {speed.tokens_per_s:,.0f} tokens/s (the median of {speed.windows} logged windows of {speed.what}; "
             f"a bigger model, batch or another card changes it)")
 
@@ -648,13 +637,6 @@ def fetch_files(
         prog.close()
 
 
-def _fmt_eta(seconds: float) -> str:
-    if seconds != seconds or seconds < 0 or seconds > 99 * 3600:
-        return "--:--"
-    s = int(seconds + 0.5)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
-
-
 def _bar(frac: float, width: int = 20) -> str:
     filled = int(max(0.0, min(1.0, frac)) * width)
     return "[" + "#" * filled + "." * (width - filled) + "]"
@@ -814,7 +796,7 @@ class Progress:
     @staticmethod
     def _tail(done: int, size: int, rate: float, note: str) -> str:
         frac = done / size if size else 1.0
-        eta = _fmt_eta((size - done) / rate) if rate > 0 else "--:--"
+        eta = fmt_eta((size - done) / rate) if rate > 0 else "--:--"
         tail = f" {_bar(frac)} {frac * 100:5.1f}% {human_bytes(done)}/{human_bytes(size)} {human_bytes(rate)}/s ETA {eta}"
         return tail + (f"  {note}" if note else "")
 
@@ -1182,13 +1164,6 @@ def plan(parts: list, dest: Union[str, os.PathLike], free_space: Callable = shut
     return Plan(files=files, total=sum(f.size for f in files), done=done, partial=partial, free=free)
 
 
-def _fmt_tokens(n: float) -> str:
-    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}" if n / div < 10 else f"{n / div:.1f}{unit}"
-    return str(int(n))
-
-
 def _estimates_note() -> str:
     return (
         f"estimates: XML = {XML_PER_COMPRESSED:g} x compressed, clean text = {TEXT_PER_XML:g} x XML, "
@@ -1204,11 +1179,11 @@ def parts_table(parts: list) -> str:
     for p in parts:
         e = estimate(p.size)
         rows.append((str(p.number), str(len(p.files)), human_bytes(p.size), human_bytes(e.xml), human_bytes(e.text),
-                     _fmt_tokens(e.tokens), human_bytes(e.shard_bytes)))
+                     fmt_tokens(e.tokens), human_bytes(e.shard_bytes)))
     total = sum(p.size for p in parts)
     e = estimate(total)
     rows.append(("total", str(sum(len(p.files) for p in parts)), human_bytes(total), human_bytes(e.xml),
-                 human_bytes(e.text), _fmt_tokens(e.tokens), human_bytes(e.shard_bytes)))
+                 human_bytes(e.text), fmt_tokens(e.tokens), human_bytes(e.shard_bytes)))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))  # noqa: E731
     lines = [fmt(head), *(fmt(r) for r in rows[:-1]), "-" * len(fmt(head)), fmt(rows[-1])]
@@ -1220,7 +1195,7 @@ def describe_plan(label: str, pl: Plan, dest: Union[str, os.PathLike]) -> str:
     have = f" ({human_bytes(pl.done + pl.partial)} already in {dest})" if pl.done or pl.partial else ""
     return (
         f"{label}: {len(pl.files)} file{'s' if len(pl.files) != 1 else ''}, {human_bytes(pl.total)} compressed, {human_bytes(pl.needed)} to download{have}\n"
-        f"  est. {human_bytes(e.xml)} XML -> {human_bytes(e.text)} clean text -> {_fmt_tokens(e.tokens)} tokens -> "
+        f"  est. {human_bytes(e.xml)} XML -> {human_bytes(e.text)} clean text -> {fmt_tokens(e.tokens)} tokens -> "
         f"{human_bytes(e.shard_bytes)} of shards ({_estimates_note()})\n"
         f"  {describe_add_time(pl.total)}\n"
         f"  free space in {dest}: {human_bytes(pl.free)}"

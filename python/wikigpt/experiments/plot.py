@@ -9,30 +9,12 @@ scale), MFU of the logged steps (runs without a peak are left out of that panel 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError
-
-
-def read_records(run_dir: str | os.PathLike, kind: str) -> list[dict]:
-    """The records of one kind ("eval" or "step") of a run's metrics.jsonl, in step order (a line cut by a kill is
-    skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no metrics.jsonl (not a run folder, or the run has not evaluated yet)")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(r, dict) and r.get("kind") == kind:
-            records.append(r)
-    records.sort(key=lambda r: r.get("step", 0))
-    return records
+from ..util.metrics import read_records
 
 
 def read_evals(run_dir: str | os.PathLike) -> list[dict]:

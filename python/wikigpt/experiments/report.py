@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import ConfigError
+from ..util.metrics import read_lines
 
 RUN_LABEL_COMPARE = "all-at-once"
 
@@ -37,20 +38,9 @@ def _read_json(path: Path) -> Any:
 
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(eval records, step records) of a run's metrics.jsonl, each in step order."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return [], []
-    evals, steps = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-        if isinstance(r, dict):
-            (evals if r.get("kind") == "eval" else steps if r.get("kind") == "step" else []).append(r)
-    evals.sort(key=lambda r: r["step"])
-    steps.sort(key=lambda r: r["step"])
-    return evals, steps
+    records = read_lines(run_dir / "metrics.jsonl")
+    by_step = sorted(records, key=lambda r: r.get("step", 0))
+    return [r for r in by_step if r.get("kind") == "eval"], [r for r in by_step if r.get("kind") == "step"]
 
 
 def part_label(name: str) -> str:

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .cpu_memory import keep_freed_memory
-from ..util.progress import _fmt_count, _fmt_eta
+from ..util.fmt import fmt_count, fmt_eta
+from ..util.metrics import read_lines
 from ..errors import CheckpointError, ConfigError
 
 # Dense bf16 tensor-core peaks (TFLOPS, fp32 accumulate), matched against torch.cuda.get_device_name in order.
@@ -301,26 +302,12 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> Path:
     return out
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill mid-write
-                continue
-    return out
-
-
 def _truncate_metrics(path: Path, iter_num: int) -> None:
     """On resume, drop the records the killed run wrote after its last checkpoint: the resumed run writes them
     again, so the curve continues without duplicates."""
     from ..util.io import atomic_write_bytes
 
-    keep = [r for r in _read_metrics(path) if int(r.get("step", 0)) <= iter_num]
+    keep = [r for r in read_lines(path) if int(r.get("step", 0)) <= iter_num]
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
@@ -703,8 +690,8 @@ def train(cfg: TrainConfig) -> RunResult:
     run_tokens = (max_iters - iter_num) * tokens_per_step
     train_tokens = sum(p.tokens("train") for p in data.parts if data.weights.get(p.name, 0.0) > 0)
     if train_tokens:
-        _log(f"this run: {_fmt_count(run_tokens)} tokens = {run_tokens / train_tokens:.3g} passes over the "
-             f"{_fmt_count(train_tokens)} train tokens of the parts it draws from", rank)
+        _log(f"this run: {fmt_count(run_tokens)} tokens = {run_tokens / train_tokens:.3g} passes over the "
+             f"{fmt_count(train_tokens)} train tokens of the parts it draws from", rank)
 
     # parts the model will have seen (recorded in checkpoints)
     seen_after = parts_seen + [p for p in data.trained_parts if p not in parts_seen]
@@ -864,7 +851,7 @@ def train(cfg: TrainConfig) -> RunResult:
                 eta_s_per_step = s_per_step if logged_windows <= 2 else 0.7 * eta_s_per_step + 0.3 * s_per_step
                 _log(f"step {iter_num}/{max_iters}: loss {lossf:.4f}, lr {lr:.2e}, {1000 * s_per_step:,.0f} ms/step"
                      + (f", {tps:,.0f} tok/s" if tps else "") + (f", MFU {100 * mfu:.1f}%" if mfu else "")
-                     + f", {_fmt_count(tokens_seen)} tokens, ETA {_fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
+                     + f", {fmt_count(tokens_seen)} tokens, ETA {fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
                      rank)
     except KeyboardInterrupt:
         # Ctrl-C: nothing half-written (checkpoints are atomic); say what is kept and how to go on

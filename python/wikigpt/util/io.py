@@ -63,14 +63,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 @contextmanager
 def exclusive_lock(lock_file: str | os.PathLike, busy_message: str, error: type = RuntimeError) -> Iterator[None]:
     """Hold an exclusive flock on `lock_file` (created if missing) or raise `error(busy_message)` at once if another

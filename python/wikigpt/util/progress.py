@@ -12,23 +12,9 @@ import threading
 import time
 from typing import Any, Callable
 
-from .io import human_bytes
+from .fmt import fmt_count, fmt_eta, human_bytes
 
 ProgressCallback = Callable[[dict], None]
-
-
-def _fmt_count(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return f"{int(n)}"
-
-
-def _fmt_eta(seconds: float) -> str:
-    if seconds != seconds or seconds < 0 or seconds > 360000:  # NaN or silly
-        return "--:--"
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 def snapshot(handle: Any, started: float) -> dict:
@@ -54,13 +40,13 @@ def format_line(label: str, s: dict) -> str:
     parts = [
         f"{label}",
         f"{human_bytes(s['compressed_done'])}/{human_bytes(total)} {pct}",
-        f"pages {_fmt_count(s['pages'])}",
-        f"articles {_fmt_count(s['articles'])}",
+        f"pages {fmt_count(s['pages'])}",
+        f"articles {fmt_count(s['articles'])}",
     ]
     if s["tokens"]:
-        parts.append(f"tokens {_fmt_count(s['tokens'])}")
+        parts.append(f"tokens {fmt_count(s['tokens'])}")
     parts.append(f"{s['compressed_mb_per_s']:.1f} MB/s (bz2)")
-    parts.append(f"ETA {_fmt_eta(s['eta_s'])}")
+    parts.append(f"ETA {fmt_eta(s['eta_s'])}")
     return "  ".join(parts)
 
 
