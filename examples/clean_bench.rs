@@ -22,9 +22,13 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A page-aligned chunk of XML: its byte offset in the file and its bytes.
+type Chunk = (u64, Vec<u8>);
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("python/wikigpt/data/sample/enwiki-sample-pages-articles1.xml-p10p30302.bz2")
     });
     let reps: usize = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(5);
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {}", path.display(), e))?;
@@ -37,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gb = xml.len() as f64 * reps as f64 / 1e9;
 
     // Split in 1 MiB pieces (what the decoder hands over), 1 MiB chunks (the pipeline's target).
-    let split = || -> Result<(Vec<u8>, Vec<(u64, Vec<u8>)>), Box<dyn std::error::Error>> {
+    let split = || -> Result<(Vec<u8>, Vec<Chunk>), Box<dyn std::error::Error>> {
         let mut s = PageSplitter::new(1 << 20);
         let mut items = Vec::new();
         for piece in xml.chunks(1 << 20) {

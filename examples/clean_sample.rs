@@ -13,7 +13,8 @@ use _core::wikitext::{clean, CleanOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("python/wikigpt/data/sample/enwiki-sample-pages-articles1.xml-p10p30302.bz2")
     });
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {}", path.display(), e))?;
     let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "bz2") {

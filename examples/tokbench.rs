@@ -70,9 +70,11 @@ fn reference_batch(texts: &[&str], threads: usize) -> Vec<Vec<u32>> {
 fn main() {
     let mut mb = 50.0f64;
     let mut threads = vec![1usize, 2];
-    let mut sample =
-        concat!(env!("CARGO_MANIFEST_DIR"), "/python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2")
-            .to_string();
+    let mut sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/wikigpt/data/sample/enwiki-sample-pages-articles1.xml-p10p30302.bz2"
+    )
+    .to_string();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut fast_only = false;
     let mut i = 0;

@@ -78,13 +78,10 @@ impl Table {
         if n > self.cap {
             self.free();
             let bytes = (n * 4).div_ceil(HUGE_PAGE) * HUGE_PAGE;
-            let layout =
-                std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("valid layout");
+            let layout = std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("valid layout");
             // SAFETY: the layout has a non-zero size.
             let raw = unsafe { std::alloc::alloc_zeroed(layout) } as *mut u32;
-            let Some(ptr) = std::ptr::NonNull::new(raw) else {
-                std::alloc::handle_alloc_error(layout)
-            };
+            let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
             #[cfg(target_os = "linux")]
             // SAFETY: [raw, raw + bytes) is our own mapping-aligned allocation; madvise only changes how the kernel
             // backs it (failure is harmless: we keep 4 KiB pages).
@@ -104,8 +101,7 @@ impl Table {
 
     fn free(&mut self) {
         if let Some(p) = self.ptr.take() {
-            let layout =
-                std::alloc::Layout::from_size_align(self.cap * 4, HUGE_PAGE).expect("valid layout");
+            let layout = std::alloc::Layout::from_size_align(self.cap * 4, HUGE_PAGE).expect("valid layout");
             // SAFETY: allocated in `get` with exactly this layout.
             unsafe { std::alloc::dealloc(p.as_ptr() as *mut u8, layout) };
             self.cap = 0;
@@ -145,12 +141,7 @@ struct Bits<'a> {
 
 impl<'a> Bits<'a> {
     fn new(data: &'a [u8], skip_bits: u32) -> Self {
-        let mut b = Bits {
-            data,
-            pos: 0,
-            buf: 0,
-            count: 0,
-        };
+        let mut b = Bits { data, pos: 0, buf: 0, count: 0 };
         b.refill();
         b.consume(skip_bits);
         b
@@ -261,11 +252,10 @@ impl Huffman {
         self.min_len = min_len as u32;
         for pattern in 0..(1u32 << FAST_BITS) {
             // The slow decode of these 10 bits (followed by anything): does it finish within them?
-            self.fast[pattern as usize] =
-                match self.decode_slow(pattern << (32 - FAST_BITS), FAST_BITS) {
-                    Some((sym, len)) => (sym << 5) | len as u16,
-                    None => 0,
-                };
+            self.fast[pattern as usize] = match self.decode_slow(pattern << (32 - FAST_BITS), FAST_BITS) {
+                Some((sym, len)) => (sym << 5) | len as u16,
+                None => 0,
+            };
         }
     }
 
@@ -466,9 +456,7 @@ pub fn decode_block(
         return Err("the block does not end where the next block starts".into());
     }
     if orig_ptr >= nblock {
-        return Err(format!(
-            "origPtr {orig_ptr} outside the block ({nblock} bytes)"
-        ));
+        return Err(format!("origPtr {orig_ptr} outside the block ({nblock} bytes)"));
     }
 
     let n = nblock;
@@ -481,9 +469,7 @@ pub fn decode_block(
     undo_rle1(&scratch.ll[..n], max_output, out)?;
     let crc = crc32(out);
     if crc != stored_crc {
-        return Err(format!(
-            "block CRC mismatch (stored {stored_crc:08x}, data {crc:08x})"
-        ));
+        return Err(format!("block CRC mismatch (stored {stored_crc:08x}, data {crc:08x})"));
     }
     Ok(Outcome::Done(stored_crc))
 }
@@ -496,11 +482,7 @@ fn move_to_front(mtf: &mut [u8; 256], idx: usize) -> u8 {
     if idx < 16 {
         let uc = (head >> (8 * idx)) as u8;
         // Bytes 0..=idx: the old bytes 0..idx moved up one place, then uc in byte 0; bytes above idx unchanged.
-        let upto = if idx == 15 {
-            u128::MAX
-        } else {
-            (1u128 << (8 * (idx + 1))) - 1
-        };
+        let upto = if idx == 15 { u128::MAX } else { (1u128 << (8 * (idx + 1))) - 1 };
         let new = (head & !upto) | ((head << 8) & upto) | uc as u128;
         mtf[..16].copy_from_slice(&new.to_le_bytes());
         uc
@@ -721,11 +703,7 @@ static CRC_TABLES: [[u32; 256]; 8] = {
         let mut c = (i as u32) << 24;
         let mut b = 0;
         while b < 8 {
-            c = if c & 0x8000_0000 != 0 {
-                (c << 1) ^ CRC_POLY
-            } else {
-                c << 1
-            };
+            c = if c & 0x8000_0000 != 0 { (c << 1) ^ CRC_POLY } else { c << 1 };
             b += 1;
         }
         t[0][i] = c;

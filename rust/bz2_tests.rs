@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
-const SAMPLE: &str = "python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2";
-
-fn sample_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE)
-}
+use crate::test_support::sample_path;
 
 fn sample_bytes() -> Vec<u8> {
     std::fs::read(sample_path()).unwrap()

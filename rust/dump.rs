@@ -37,8 +37,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use rustc_hash::FxHashMap;
 
+use crate::bytescan::ByteSet;
 use crate::error::{Error, Result};
-use crate::wikitext::ByteSet;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Namespaces and siteinfo
@@ -526,9 +526,8 @@ fn xml_err(path: &Path, base: u64, reader: &Reader<&[u8]>, page_id: Option<u64>,
 
 /// UTF-8 check with the decoded offset of the first bad byte.
 fn check_utf8<'a>(bytes: &'a [u8], base: u64, path: &Path) -> Result<&'a str> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        Error::xml(path, base + e.valid_up_to() as u64, None, "not UTF-8 (invalid byte sequence)")
-    })
+    std::str::from_utf8(bytes)
+        .map_err(|e| Error::xml(path, base + e.valid_up_to() as u64, None, "not UTF-8 (invalid byte sequence)"))
 }
 
 /// Resolve an XML general reference (the name between '&' and ';'): the five predefined entities and character
@@ -675,7 +674,8 @@ pub fn parse_siteinfo(header: &[u8], path: &Path) -> Result<SiteInfo> {
                     let version = attr_value(e, "version").map_err(bad)?.unwrap_or_default();
                     check_schema_version(&version).map_err(|m| Error::xml(path, bom + pos, None, m))?;
                     info.schema_version = version;
-                    info.lang = attr_value(e, "xml:lang").map_err(|m| Error::xml(path, bom + pos, None, m))?
+                    info.lang = attr_value(e, "xml:lang")
+                        .map_err(|m| Error::xml(path, bom + pos, None, m))?
                         .unwrap_or_default();
                 }
                 if name == "namespace" {
@@ -722,7 +722,12 @@ pub fn parse_siteinfo(header: &[u8], path: &Path) -> Result<SiteInfo> {
         }
     }
     if !seen_root {
-        return Err(Error::xml(path, 0, None, "not a MediaWiki export: no <mediawiki> root element before the first <page>"));
+        return Err(Error::xml(
+            path,
+            0,
+            None,
+            "not a MediaWiki export: no <mediawiki> root element before the first <page>",
+        ));
     }
     if !seen_namespaces {
         info.namespaces = Namespaces::english_default();
@@ -737,11 +742,7 @@ fn check_schema_version(v: &str) -> std::result::Result<(), String> {
         // Very old exports have no version attribute; the element names are the same.
         return Ok(());
     }
-    let ok = v
-        .strip_prefix("0.")
-        .and_then(|m| m.parse::<u32>().ok())
-        .map(|m| m >= 3)
-        .unwrap_or(false);
+    let ok = v.strip_prefix("0.").and_then(|m| m.parse::<u32>().ok()).map(|m| m >= 3).unwrap_or(false);
     if ok {
         Ok(())
     } else {
@@ -899,7 +900,8 @@ fn parse_pages_with(chunk: &[u8], offset: u64, path: &Path, fast_text: bool) -> 
                     }
                     fail!(pos, format!("unexpected entity &{}; between elements", &*r));
                 }
-                let target = if field == Field::Text { page.as_mut().unwrap().text.as_mut().unwrap() } else { &mut buf };
+                let target =
+                    if field == Field::Text { page.as_mut().unwrap().text.as_mut().unwrap() } else { &mut buf };
                 if let Err(m) = push_xml_ref(target, &r) {
                     fail!(pos, m);
                 }
@@ -959,12 +961,7 @@ fn parse_pages_with(chunk: &[u8], offset: u64, path: &Path, fast_text: bool) -> 
             }
             Event::Eof => {
                 if let Some(p) = page.as_ref() {
-                    return Err(Error::xml(
-                        path,
-                        p.offset,
-                        p.id,
-                        "chunk ends inside <page> (unclosed element)",
-                    ));
+                    return Err(Error::xml(path, p.offset, p.id, "chunk ends inside <page> (unclosed element)"));
                 }
                 break;
             }
@@ -1042,10 +1039,8 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2");
-
     fn sample_xml() -> Vec<u8> {
-        let f = std::fs::File::open(SAMPLE).unwrap();
+        let f = std::fs::File::open(crate::test_support::sample_path()).unwrap();
         let mut out = Vec::new();
         bzip2::read::BzDecoder::new(f).read_to_end(&mut out).unwrap();
         out
@@ -1129,7 +1124,12 @@ mod tests {
             std::str::from_utf8(&s[j..k]).unwrap().parse().unwrap()
         };
         for p in &pages {
-            if memmem::find(&xml[p.offset as usize..p.offset as usize + 2000.min(xml.len() - p.offset as usize)], b"bytes=\"").is_some() {
+            if memmem::find(
+                &xml[p.offset as usize..p.offset as usize + 2000.min(xml.len() - p.offset as usize)],
+                b"bytes=\"",
+            )
+            .is_some()
+            {
                 assert_eq!(p.text.len(), bytes_attr(p), "page {}", p.id);
             }
         }
@@ -1167,15 +1167,19 @@ mod tests {
     #[test]
     fn fixture_matches_sample() {
         // tests/fixtures/pages is cut from the sample: every page there must equal the sample's page of that id.
-        let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pages/enwiki-sample-7pages.xml"))
-            .unwrap();
+        let fixture =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pages/enwiki-sample-7pages.xml"))
+                .unwrap();
         let (info, pages) = parse_all(&fixture, 999, 4096);
         assert_eq!(info.dbname, "enwiki");
         assert_eq!(pages.len(), 7);
         let (_, all) = parse_all(&sample_xml(), 1 << 16, 1 << 20);
         for p in &pages {
             let q = all.iter().find(|q| q.id == p.id).unwrap();
-            assert_eq!((&p.title, &p.redirect, p.revid, &p.text, p.ns), (&q.title, &q.redirect, q.revid, &q.text, q.ns));
+            assert_eq!(
+                (&p.title, &p.redirect, p.revid, &p.text, p.ns),
+                (&q.title, &q.redirect, q.revid, &q.text, q.ns)
+            );
         }
         assert_eq!(pages.iter().filter(|p| is_redirect(p)).count(), 1);
     }
@@ -1399,7 +1403,8 @@ mod tests {
         assert_eq!(id, Some(43));
         assert!(msg.contains("garbage"), "{}", msg);
         assert_eq!(off, garbage.find("@@").unwrap() as u64);
-        let garbage2 = "<page><title>T</title><ns>0</ns><id>44</id><revision><id>1</id><text>x</text></revision><<x</page>";
+        let garbage2 =
+            "<page><title>T</title><ns>0</ns><id>44</id><revision><id>1</id><text>x</text></revision><<x</page>";
         let (_, id, _) = err_of(parse_pages(garbage2.as_bytes(), 0, Path::new("f")));
         assert_eq!(id, Some(44));
         // A truncated page: the chunk ends inside it.
@@ -1493,7 +1498,8 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<mediawiki version=\"0.10\"><siteinfo></siteinfo>";
+        let latin1 =
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<mediawiki version=\"0.10\"><siteinfo></siteinfo>";
         let e = parse_siteinfo(latin1, Path::new("l.xml")).unwrap_err().to_string();
         assert!(e.contains("not UTF-8"), "{}", e);
         let mut bad = HEAD.as_bytes().to_vec();
@@ -1511,8 +1517,7 @@ mod tests {
         assert!(parse_siteinfo(notmw, Path::new("v.xml")).unwrap_err().to_string().contains("not a MediaWiki export"));
     }
 
-
-    use crate::wikitext::tests::cpu_seconds;
+    use crate::test_support::cpu_seconds;
 
     #[test]
     #[ignore]

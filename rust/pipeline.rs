@@ -248,7 +248,9 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
                             SplitItem::Pages { offset, bytes } => {
                                 let site = match site {
                                     Some(s) => s.clone(),
-                                    None => return Err(Error::xml(path, 0, None, "no <siteinfo> before the first <page>")),
+                                    None => {
+                                        return Err(Error::xml(path, 0, None, "no <siteinfo> before the first <page>"))
+                                    }
                                 };
                                 if work_tx.send(Work { seq, offset, bytes, site }).is_err() {
                                     return Err(Error::Interrupted); // workers gone: someone else failed
@@ -300,10 +302,8 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
                     }
                     let r = dump::parse_pages(&w.bytes, w.offset, path).map(|pages| {
                         let n = pages.len() as u64;
-                        let out: Vec<(u64, PageOutcome)> = pages
-                            .into_iter()
-                            .map(|p| (p.id, process_page(p, &w.site, opts, enc.as_mut())))
-                            .collect();
+                        let out: Vec<(u64, PageOutcome)> =
+                            pages.into_iter().map(|p| (p.id, process_page(p, &w.site, opts, enc.as_mut()))).collect();
                         progress.pages.fetch_add(n, Ordering::Relaxed);
                         Done { seq: w.seq, pages: out }
                     });
@@ -731,8 +731,7 @@ mod tests {
     }
 
     fn sample() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2")
+        crate::test_support::sample_path()
     }
 
     fn run(threads: usize, tokenize: bool) -> (Stats, Vec<Doc>) {

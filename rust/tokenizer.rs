@@ -720,8 +720,7 @@ mod tests {
     /// The articles of the bundled real sample (`<text>` contents; `unescape` also undoes the XML escaping).
     fn sample_texts(unescape: bool) -> Vec<String> {
         use std::io::Read;
-        let path =
-            concat!(env!("CARGO_MANIFEST_DIR"), "/python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2");
+        let path = crate::test_support::sample_path();
         let mut xml = String::new();
         bzip2::read::MultiBzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut xml).unwrap();
         let mut out = Vec::new();

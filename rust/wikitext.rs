@@ -45,6 +45,7 @@
 //!   four copies of each output byte (render → inline → repair → output); fusing inline and repair into one pass
 //!   is the next step if more is needed.
 
+use crate::bytescan::ByteSet;
 use crate::dump::Namespaces;
 
 /// What to keep.
@@ -90,7 +91,11 @@ enum Node<'a> {
     /// `[[…]]`: parts split at top-level `|` (part 0 is the target).
     Link(Parts),
     /// An extension tag with opaque content: `name` lowercase; `body` None when self-closing or unclosed.
-    Ext { name: &'static str, attrs: &'a str, body: Option<&'a str> },
+    Ext {
+        name: &'static str,
+        attrs: &'a str,
+        body: Option<&'a str>,
+    },
 }
 
 /// Extension tags (and `includeonly`) whose content the preprocessor does not parse. `poem` is absent on purpose:
@@ -360,13 +365,18 @@ fn parse(text: &str) -> Tree<'_> {
         }
     }
     let root_start = tree.nodes.len() as u32;
-    tree.nodes.extend(work.drain(..));
+    tree.nodes.append(&mut work);
     tree.root = (root_start, tree.nodes.len() as u32);
     tree
 }
 
 /// Close the innermost construct of `parse`: move its nodes from `work` to the tree, record its parts.
-fn close_frame<'a>(stack: &mut Vec<Frame>, work: &mut Vec<Node<'a>>, part_starts: &mut Vec<usize>, tree: &mut Tree<'a>) -> Parts {
+fn close_frame<'a>(
+    stack: &mut Vec<Frame>,
+    work: &mut Vec<Node<'a>>,
+    part_starts: &mut Vec<usize>,
+    tree: &mut Tree<'a>,
+) -> Parts {
     let f = stack.pop().unwrap();
     let base = tree.nodes.len();
     let first = tree.parts.len() as u32;
@@ -482,7 +492,17 @@ fn template_key(name: &str) -> String {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
@@ -492,10 +512,13 @@ fn month_of(s: &str) -> Option<usize> {
         return (1..=12).contains(&m).then_some(m);
     }
     let low = s.to_lowercase();
-    MONTHS.iter().position(|m| {
-        let ml = m.to_lowercase();
-        low == ml || (low.len() >= 3 && ml.starts_with(&low))
-    }).map(|i| i + 1)
+    MONTHS
+        .iter()
+        .position(|m| {
+            let ml = m.to_lowercase();
+            low == ml || (low.len() >= 3 && ml.starts_with(&low))
+        })
+        .map(|i| i + 1)
 }
 
 /// "January 2, 1900" (or "2 January 1900" with df), "January 1900", "1900"; None unless the year is a number.
@@ -518,7 +541,9 @@ fn format_date(y: &str, m: Option<&str>, d: Option<&str>, df: bool) -> Option<St
 
 fn is_number(s: &str) -> bool {
     let s = s.trim().trim_start_matches(['-', '+', '−', '~']);
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') && s.chars().any(|c| c.is_ascii_digit())
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+        && s.chars().any(|c| c.is_ascii_digit())
 }
 
 /// `{{formatnum:}}`: group the integer part with commas (what a reader sees); `R` flag: remove them.
@@ -811,11 +836,46 @@ impl<'n, 'a> Renderer<'n, 'a> {
         let a = || self.args(parts);
         match key {
             "convert" | "cvt" => convert(&a(), out),
-            "nowrap" | "nobr" | "nobreak" | "small" | "smaller" | "big" | "larger" | "midsize" | "sup" | "sub"
-            | "em" | "strong" | "smallcaps" | "sc" | "sc1" | "var" | "mvar" | "math" | "sic" | "not a typo"
-            | "proper name" | "typo" | "text" | "abbr" | "tooltip" | "visible anchor" | "vanchor" | "nihongo"
-            | "ill" | "interlanguage link" | "interlanguage link multi" | "illm" | "keypress" | "serif"
-            | "sans-serif" | "mono" | "code" | "samp" | "nowrap begin" | "lang-en" => {
+            "nowrap"
+            | "nobr"
+            | "nobreak"
+            | "small"
+            | "smaller"
+            | "big"
+            | "larger"
+            | "midsize"
+            | "sup"
+            | "sub"
+            | "em"
+            | "strong"
+            | "smallcaps"
+            | "sc"
+            | "sc1"
+            | "var"
+            | "mvar"
+            | "math"
+            | "sic"
+            | "not a typo"
+            | "proper name"
+            | "typo"
+            | "text"
+            | "abbr"
+            | "tooltip"
+            | "visible anchor"
+            | "vanchor"
+            | "nihongo"
+            | "ill"
+            | "interlanguage link"
+            | "interlanguage link multi"
+            | "illm"
+            | "keypress"
+            | "serif"
+            | "sans-serif"
+            | "mono"
+            | "code"
+            | "samp"
+            | "nowrap begin"
+            | "lang-en" => {
                 let a = a();
                 if let Some(t) = a.get(0) {
                     out.push_str(t);
@@ -840,8 +900,17 @@ impl<'n, 'a> Renderer<'n, 'a> {
                 let p = a.positional();
                 out.push_str(&p.iter().take(2).copied().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
             }
-            "birth date" | "birth date and age" | "bda" | "dob" | "death date" | "start date" | "end date"
-            | "start date and age" | "end date and age" | "start and end dates" | "release date" => {
+            "birth date"
+            | "birth date and age"
+            | "bda"
+            | "dob"
+            | "death date"
+            | "start date"
+            | "end date"
+            | "start date and age"
+            | "end date and age"
+            | "start and end dates"
+            | "release date" => {
                 let a = a();
                 let p = a.positional();
                 let df = a.flag("df");
@@ -855,7 +924,8 @@ impl<'n, 'a> Renderer<'n, 'a> {
                 let a = a();
                 let p = a.positional();
                 let df = a.flag("df");
-                if let Some(s) = format_date(p.first().copied().unwrap_or(""), p.get(1).copied(), p.get(2).copied(), df) {
+                if let Some(s) = format_date(p.first().copied().unwrap_or(""), p.get(1).copied(), p.get(2).copied(), df)
+                {
                     out.push_str(&s);
                     if let Some(age) = age_at(&p) {
                         out.push_str(&format!(" (aged {})", age));
@@ -914,7 +984,8 @@ impl<'n, 'a> Renderer<'n, 'a> {
                 let p = a.positional();
                 let lc = a.flag("lc");
                 let df = a.named("df").map(|v| v.starts_with('y') || v == "dmy").unwrap_or(false);
-                if let Some(d) = format_date(p.first().copied().unwrap_or(""), p.get(1).copied(), p.get(2).copied(), df) {
+                if let Some(d) = format_date(p.first().copied().unwrap_or(""), p.get(1).copied(), p.get(2).copied(), df)
+                {
                     out.push_str(if lc { "as of " } else { "As of " });
                     out.push_str(&d);
                 }
@@ -1051,9 +1122,31 @@ fn val(a: &Args, out: &mut String) {
 /// `[[voy:x]]`, `[[doi:…]]`).
 fn is_interlanguage(prefix: &str) -> bool {
     const LONG: &[&str] = &[
-        "simple", "be-tarask", "be-x-old", "zh-yue", "zh-min-nan", "zh-classical", "roa-rup", "roa-tara", "map-bms",
-        "bat-smg", "fiu-vro", "cbk-zam", "nds-nl", "zh-tw", "zh-cn", "zh-hk", "sr-el", "sr-ec", "ko-kp", "de-ch",
-        "en-gb", "pt-br", "es-419", "nan", "yue",
+        "simple",
+        "be-tarask",
+        "be-x-old",
+        "zh-yue",
+        "zh-min-nan",
+        "zh-classical",
+        "roa-rup",
+        "roa-tara",
+        "map-bms",
+        "bat-smg",
+        "fiu-vro",
+        "cbk-zam",
+        "nds-nl",
+        "zh-tw",
+        "zh-cn",
+        "zh-hk",
+        "sr-el",
+        "sr-ec",
+        "ko-kp",
+        "de-ch",
+        "en-gb",
+        "pt-br",
+        "es-419",
+        "nan",
+        "yue",
     ];
     const NOT_LANG: &[&str] = &["doi", "rfc", "voy", "mw", "wmf", "gnu", "iso", "bbc", "imdb", "oeis", "ted", "wg"];
     let p = prefix.trim();
@@ -1323,9 +1416,7 @@ fn keep_sections(blocks: &[Block]) -> Vec<bool> {
             if !always && !MAYBE_NAV_SECTIONS.contains(&title.as_str()) {
                 continue;
             }
-            let end = (i + 1..n)
-                .find(|&j| matches!(blocks[j].kind, Kind::Heading(l) if l <= level))
-                .unwrap_or(n);
+            let end = (i + 1..n).find(|&j| matches!(blocks[j].kind, Kind::Heading(l) if l <= level)).unwrap_or(n);
             if always || !blocks[i + 1..end].iter().any(|b| b.kind == Kind::Para) {
                 for k in keep.iter_mut().take(end).skip(i) {
                     *k = false;
@@ -1363,17 +1454,111 @@ fn keep_sections(blocks: &[Block]) -> Vec<bool> {
 /// HTML tags whose markup is stripped (content kept). Block-level ones leave a space so words do not join.
 fn html_tag_kind(name: &str) -> Option<bool> {
     const INLINE: &[&str] = &[
-        "b", "i", "u", "s", "strike", "del", "ins", "span", "small", "big", "sup", "sub", "font", "abbr", "cite", "q",
-        "dfn", "kbd", "samp", "var", "code", "tt", "em", "strong", "mark", "ruby", "rt", "rp", "rb", "bdi", "bdo",
-        "data", "time", "wbr", "noinclude", "onlyinclude", "a", "nowiki", "ref", "references", "math", "chem",
-        "gallery", "timeline", "imagemap", "score", "syntaxhighlight", "source", "includeonly", "templatestyles",
-        "section", "indicator", "categorytree", "hiero", "graph", "mapframe", "maplink", "inputbox", "charinsert",
-        "quiz", "rss", "ce", "languages", "translate", "tvar", "img",
+        "b",
+        "i",
+        "u",
+        "s",
+        "strike",
+        "del",
+        "ins",
+        "span",
+        "small",
+        "big",
+        "sup",
+        "sub",
+        "font",
+        "abbr",
+        "cite",
+        "q",
+        "dfn",
+        "kbd",
+        "samp",
+        "var",
+        "code",
+        "tt",
+        "em",
+        "strong",
+        "mark",
+        "ruby",
+        "rt",
+        "rp",
+        "rb",
+        "bdi",
+        "bdo",
+        "data",
+        "time",
+        "wbr",
+        "noinclude",
+        "onlyinclude",
+        "a",
+        "nowiki",
+        "ref",
+        "references",
+        "math",
+        "chem",
+        "gallery",
+        "timeline",
+        "imagemap",
+        "score",
+        "syntaxhighlight",
+        "source",
+        "includeonly",
+        "templatestyles",
+        "section",
+        "indicator",
+        "categorytree",
+        "hiero",
+        "graph",
+        "mapframe",
+        "maplink",
+        "inputbox",
+        "charinsert",
+        "quiz",
+        "rss",
+        "ce",
+        "languages",
+        "translate",
+        "tvar",
+        "img",
     ];
     const BLOCK: &[&str] = &[
-        "br", "div", "p", "center", "blockquote", "poem", "pre", "hr", "ol", "ul", "li", "dl", "dt", "dd", "table",
-        "tr", "td", "th", "caption", "tbody", "thead", "tfoot", "h1", "h2", "h3", "h4", "h5", "h6", "figure",
-        "figcaption", "section", "article", "aside", "header", "footer", "nav", "main",
+        "br",
+        "div",
+        "p",
+        "center",
+        "blockquote",
+        "poem",
+        "pre",
+        "hr",
+        "ol",
+        "ul",
+        "li",
+        "dl",
+        "dt",
+        "dd",
+        "table",
+        "tr",
+        "td",
+        "th",
+        "caption",
+        "tbody",
+        "thead",
+        "tfoot",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "figure",
+        "figcaption",
+        "section",
+        "article",
+        "aside",
+        "header",
+        "footer",
+        "nav",
+        "main",
     ];
     let low = name.to_ascii_lowercase();
     if BLOCK.contains(&low.as_str()) {
@@ -1386,9 +1571,33 @@ fn html_tag_kind(name: &str) -> Option<bool> {
 }
 
 const URL_SCHEMES: &[&str] = &[
-    "http://", "https://", "ftp://", "ftps://", "//", "mailto:", "irc://", "ircs://", "news:", "gopher://", "sftp://",
-    "ssh://", "svn://", "git://", "telnet://", "nntp://", "tel:", "sip:", "sips:", "urn:", "xmpp:", "mms://",
-    "worldwind://", "geo:", "magnet:", "bitcoin:", "sms:",
+    "http://",
+    "https://",
+    "ftp://",
+    "ftps://",
+    "//",
+    "mailto:",
+    "irc://",
+    "ircs://",
+    "news:",
+    "gopher://",
+    "sftp://",
+    "ssh://",
+    "svn://",
+    "git://",
+    "telnet://",
+    "nntp://",
+    "tel:",
+    "sip:",
+    "sips:",
+    "urn:",
+    "xmpp:",
+    "mms://",
+    "worldwind://",
+    "geo:",
+    "magnet:",
+    "bitcoin:",
+    "sms:",
 ];
 
 fn starts_with_scheme(s: &str) -> bool {
@@ -1521,157 +1730,362 @@ fn decode_entity(s: &str) -> Option<(char, usize)> {
 /// in Wikipedia.
 fn html_entity(name: &str) -> Option<char> {
     let cp: u32 = match name {
-        "quot" => 34, "amp" => 38, "apos" => 39, "lt" => 60, "gt" => 62,
-        "nbsp" => 160, "iexcl" => 161, "cent" => 162, "pound" => 163, "curren" => 164, "yen" => 165,
-        "brvbar" => 166, "sect" => 167, "uml" => 168, "copy" => 169, "ordf" => 170, "laquo" => 171, "not" => 172,
-        "shy" => 173, "reg" => 174, "macr" => 175, "deg" => 176, "plusmn" => 177, "sup2" => 178, "sup3" => 179,
-        "acute" => 180, "micro" => 181, "para" => 182, "middot" => 183, "cedil" => 184, "sup1" => 185,
-        "ordm" => 186, "raquo" => 187, "frac14" => 188, "frac12" => 189, "frac34" => 190, "iquest" => 191,
-        "Agrave" => 192, "Aacute" => 193, "Acirc" => 194, "Atilde" => 195, "Auml" => 196, "Aring" => 197,
-        "AElig" => 198, "Ccedil" => 199, "Egrave" => 200, "Eacute" => 201, "Ecirc" => 202, "Euml" => 203,
-        "Igrave" => 204, "Iacute" => 205, "Icirc" => 206, "Iuml" => 207, "ETH" => 208, "Ntilde" => 209,
-        "Ograve" => 210, "Oacute" => 211, "Ocirc" => 212, "Otilde" => 213, "Ouml" => 214, "times" => 215,
-        "Oslash" => 216, "Ugrave" => 217, "Uacute" => 218, "Ucirc" => 219, "Uuml" => 220, "Yacute" => 221,
-        "THORN" => 222, "szlig" => 223, "agrave" => 224, "aacute" => 225, "acirc" => 226, "atilde" => 227,
-        "auml" => 228, "aring" => 229, "aelig" => 230, "ccedil" => 231, "egrave" => 232, "eacute" => 233,
-        "ecirc" => 234, "euml" => 235, "igrave" => 236, "iacute" => 237, "icirc" => 238, "iuml" => 239,
-        "eth" => 240, "ntilde" => 241, "ograve" => 242, "oacute" => 243, "ocirc" => 244, "otilde" => 245,
-        "ouml" => 246, "divide" => 247, "oslash" => 248, "ugrave" => 249, "uacute" => 250, "ucirc" => 251,
-        "uuml" => 252, "yacute" => 253, "thorn" => 254, "yuml" => 255,
-        "OElig" => 338, "oelig" => 339, "Scaron" => 352, "scaron" => 353, "Yuml" => 376, "fnof" => 402,
-        "circ" => 710, "tilde" => 732,
-        "Alpha" => 913, "Beta" => 914, "Gamma" => 915, "Delta" => 916, "Epsilon" => 917, "Zeta" => 918,
-        "Eta" => 919, "Theta" => 920, "Iota" => 921, "Kappa" => 922, "Lambda" => 923, "Mu" => 924, "Nu" => 925,
-        "Xi" => 926, "Omicron" => 927, "Pi" => 928, "Rho" => 929, "Sigma" => 931, "Tau" => 932, "Upsilon" => 933,
-        "Phi" => 934, "Chi" => 935, "Psi" => 936, "Omega" => 937,
-        "alpha" => 945, "beta" => 946, "gamma" => 947, "delta" => 948, "epsilon" => 949, "zeta" => 950,
-        "eta" => 951, "theta" => 952, "iota" => 953, "kappa" => 954, "lambda" => 955, "mu" => 956, "nu" => 957,
-        "xi" => 958, "omicron" => 959, "pi" => 960, "rho" => 961, "sigmaf" => 962, "sigma" => 963, "tau" => 964,
-        "upsilon" => 965, "phi" => 966, "chi" => 967, "psi" => 968, "omega" => 969, "thetasym" => 977,
-        "upsih" => 978, "piv" => 982,
-        "ensp" => 8194, "emsp" => 8195, "thinsp" => 8201, "zwnj" => 8204, "zwj" => 8205, "lrm" => 8206,
-        "rlm" => 8207, "ndash" => 8211, "mdash" => 8212, "lsquo" => 8216, "rsquo" => 8217, "sbquo" => 8218,
-        "ldquo" => 8220, "rdquo" => 8221, "bdquo" => 8222, "dagger" => 8224, "Dagger" => 8225, "bull" => 8226,
-        "hellip" => 8230, "permil" => 8240, "prime" => 8242, "Prime" => 8243, "lsaquo" => 8249, "rsaquo" => 8250,
-        "oline" => 8254, "frasl" => 8260, "euro" => 8364, "image" => 8465, "weierp" => 8472, "real" => 8476,
-        "trade" => 8482, "alefsym" => 8501, "larr" => 8592, "uarr" => 8593, "rarr" => 8594, "darr" => 8595,
-        "harr" => 8596, "crarr" => 8629, "lArr" => 8656, "uArr" => 8657, "rArr" => 8658, "dArr" => 8659,
-        "hArr" => 8660, "forall" => 8704, "part" => 8706, "exist" => 8707, "empty" => 8709, "nabla" => 8711,
-        "isin" => 8712, "notin" => 8713, "ni" => 8715, "prod" => 8719, "sum" => 8721, "minus" => 8722,
-        "lowast" => 8727, "radic" => 8730, "prop" => 8733, "infin" => 8734, "ang" => 8736, "and" => 8743,
-        "or" => 8744, "cap" => 8745, "cup" => 8746, "int" => 8747, "there4" => 8756, "sim" => 8764,
-        "cong" => 8773, "asymp" => 8776, "ne" => 8800, "equiv" => 8801, "le" => 8804, "ge" => 8805, "sub" => 8834,
-        "sup" => 8835, "nsub" => 8836, "sube" => 8838, "supe" => 8839, "oplus" => 8853, "otimes" => 8855,
-        "perp" => 8869, "sdot" => 8901, "lceil" => 8968, "rceil" => 8969, "lfloor" => 8970, "rfloor" => 8971,
-        "lang" => 9001, "rang" => 9002, "loz" => 9674, "spades" => 9824, "clubs" => 9827, "hearts" => 9829,
+        "quot" => 34,
+        "amp" => 38,
+        "apos" => 39,
+        "lt" => 60,
+        "gt" => 62,
+        "nbsp" => 160,
+        "iexcl" => 161,
+        "cent" => 162,
+        "pound" => 163,
+        "curren" => 164,
+        "yen" => 165,
+        "brvbar" => 166,
+        "sect" => 167,
+        "uml" => 168,
+        "copy" => 169,
+        "ordf" => 170,
+        "laquo" => 171,
+        "not" => 172,
+        "shy" => 173,
+        "reg" => 174,
+        "macr" => 175,
+        "deg" => 176,
+        "plusmn" => 177,
+        "sup2" => 178,
+        "sup3" => 179,
+        "acute" => 180,
+        "micro" => 181,
+        "para" => 182,
+        "middot" => 183,
+        "cedil" => 184,
+        "sup1" => 185,
+        "ordm" => 186,
+        "raquo" => 187,
+        "frac14" => 188,
+        "frac12" => 189,
+        "frac34" => 190,
+        "iquest" => 191,
+        "Agrave" => 192,
+        "Aacute" => 193,
+        "Acirc" => 194,
+        "Atilde" => 195,
+        "Auml" => 196,
+        "Aring" => 197,
+        "AElig" => 198,
+        "Ccedil" => 199,
+        "Egrave" => 200,
+        "Eacute" => 201,
+        "Ecirc" => 202,
+        "Euml" => 203,
+        "Igrave" => 204,
+        "Iacute" => 205,
+        "Icirc" => 206,
+        "Iuml" => 207,
+        "ETH" => 208,
+        "Ntilde" => 209,
+        "Ograve" => 210,
+        "Oacute" => 211,
+        "Ocirc" => 212,
+        "Otilde" => 213,
+        "Ouml" => 214,
+        "times" => 215,
+        "Oslash" => 216,
+        "Ugrave" => 217,
+        "Uacute" => 218,
+        "Ucirc" => 219,
+        "Uuml" => 220,
+        "Yacute" => 221,
+        "THORN" => 222,
+        "szlig" => 223,
+        "agrave" => 224,
+        "aacute" => 225,
+        "acirc" => 226,
+        "atilde" => 227,
+        "auml" => 228,
+        "aring" => 229,
+        "aelig" => 230,
+        "ccedil" => 231,
+        "egrave" => 232,
+        "eacute" => 233,
+        "ecirc" => 234,
+        "euml" => 235,
+        "igrave" => 236,
+        "iacute" => 237,
+        "icirc" => 238,
+        "iuml" => 239,
+        "eth" => 240,
+        "ntilde" => 241,
+        "ograve" => 242,
+        "oacute" => 243,
+        "ocirc" => 244,
+        "otilde" => 245,
+        "ouml" => 246,
+        "divide" => 247,
+        "oslash" => 248,
+        "ugrave" => 249,
+        "uacute" => 250,
+        "ucirc" => 251,
+        "uuml" => 252,
+        "yacute" => 253,
+        "thorn" => 254,
+        "yuml" => 255,
+        "OElig" => 338,
+        "oelig" => 339,
+        "Scaron" => 352,
+        "scaron" => 353,
+        "Yuml" => 376,
+        "fnof" => 402,
+        "circ" => 710,
+        "tilde" => 732,
+        "Alpha" => 913,
+        "Beta" => 914,
+        "Gamma" => 915,
+        "Delta" => 916,
+        "Epsilon" => 917,
+        "Zeta" => 918,
+        "Eta" => 919,
+        "Theta" => 920,
+        "Iota" => 921,
+        "Kappa" => 922,
+        "Lambda" => 923,
+        "Mu" => 924,
+        "Nu" => 925,
+        "Xi" => 926,
+        "Omicron" => 927,
+        "Pi" => 928,
+        "Rho" => 929,
+        "Sigma" => 931,
+        "Tau" => 932,
+        "Upsilon" => 933,
+        "Phi" => 934,
+        "Chi" => 935,
+        "Psi" => 936,
+        "Omega" => 937,
+        "alpha" => 945,
+        "beta" => 946,
+        "gamma" => 947,
+        "delta" => 948,
+        "epsilon" => 949,
+        "zeta" => 950,
+        "eta" => 951,
+        "theta" => 952,
+        "iota" => 953,
+        "kappa" => 954,
+        "lambda" => 955,
+        "mu" => 956,
+        "nu" => 957,
+        "xi" => 958,
+        "omicron" => 959,
+        "pi" => 960,
+        "rho" => 961,
+        "sigmaf" => 962,
+        "sigma" => 963,
+        "tau" => 964,
+        "upsilon" => 965,
+        "phi" => 966,
+        "chi" => 967,
+        "psi" => 968,
+        "omega" => 969,
+        "thetasym" => 977,
+        "upsih" => 978,
+        "piv" => 982,
+        "ensp" => 8194,
+        "emsp" => 8195,
+        "thinsp" => 8201,
+        "zwnj" => 8204,
+        "zwj" => 8205,
+        "lrm" => 8206,
+        "rlm" => 8207,
+        "ndash" => 8211,
+        "mdash" => 8212,
+        "lsquo" => 8216,
+        "rsquo" => 8217,
+        "sbquo" => 8218,
+        "ldquo" => 8220,
+        "rdquo" => 8221,
+        "bdquo" => 8222,
+        "dagger" => 8224,
+        "Dagger" => 8225,
+        "bull" => 8226,
+        "hellip" => 8230,
+        "permil" => 8240,
+        "prime" => 8242,
+        "Prime" => 8243,
+        "lsaquo" => 8249,
+        "rsaquo" => 8250,
+        "oline" => 8254,
+        "frasl" => 8260,
+        "euro" => 8364,
+        "image" => 8465,
+        "weierp" => 8472,
+        "real" => 8476,
+        "trade" => 8482,
+        "alefsym" => 8501,
+        "larr" => 8592,
+        "uarr" => 8593,
+        "rarr" => 8594,
+        "darr" => 8595,
+        "harr" => 8596,
+        "crarr" => 8629,
+        "lArr" => 8656,
+        "uArr" => 8657,
+        "rArr" => 8658,
+        "dArr" => 8659,
+        "hArr" => 8660,
+        "forall" => 8704,
+        "part" => 8706,
+        "exist" => 8707,
+        "empty" => 8709,
+        "nabla" => 8711,
+        "isin" => 8712,
+        "notin" => 8713,
+        "ni" => 8715,
+        "prod" => 8719,
+        "sum" => 8721,
+        "minus" => 8722,
+        "lowast" => 8727,
+        "radic" => 8730,
+        "prop" => 8733,
+        "infin" => 8734,
+        "ang" => 8736,
+        "and" => 8743,
+        "or" => 8744,
+        "cap" => 8745,
+        "cup" => 8746,
+        "int" => 8747,
+        "there4" => 8756,
+        "sim" => 8764,
+        "cong" => 8773,
+        "asymp" => 8776,
+        "ne" => 8800,
+        "equiv" => 8801,
+        "le" => 8804,
+        "ge" => 8805,
+        "sub" => 8834,
+        "sup" => 8835,
+        "nsub" => 8836,
+        "sube" => 8838,
+        "supe" => 8839,
+        "oplus" => 8853,
+        "otimes" => 8855,
+        "perp" => 8869,
+        "sdot" => 8901,
+        "lceil" => 8968,
+        "rceil" => 8969,
+        "lfloor" => 8970,
+        "rfloor" => 8971,
+        "lang" => 9001,
+        "rang" => 9002,
+        "loz" => 9674,
+        "spades" => 9824,
+        "clubs" => 9827,
+        "hearts" => 9829,
         "diams" => 9830,
         // HTML5 names seen in Wikipedia articles.
-        "nbhy" => 8209, "hyphen" => 8208, "dash" => 8208, "horbar" => 8213, "numsp" => 8199, "puncsp" => 8200,
-        "hairsp" => 8202, "ThinSpace" => 8201, "NoBreak" => 8288, "half" => 189, "check" => 10003, "star" => 9734,
-        "starf" => 9733, "lsquor" => 8218, "ldquor" => 8222, "Ohm" => 937, "angst" => 197,
-        "centerdot" => 183, "plus" => 43, "equals" => 61, "colon" => 58, "semi" => 59,
-        "comma" => 44, "period" => 46, "excl" => 33, "quest" => 63, "num" => 35, "dollar" => 36, "percnt" => 37,
-        "lpar" => 40, "rpar" => 41, "ast" => 42, "sol" => 47, "bsol" => 92, "lsqb" => 91, "rsqb" => 93,
-        "lcub" => 123, "rcub" => 125, "verbar" => 124, "vert" => 124, "lowbar" => 95, "grave" => 96, "Hat" => 94,
-        "commat" => 64, "tab" => 9, "newline" => 10, "frac13" => 8531, "frac23" => 8532, "frac18" => 8539,
-        "frac38" => 8540, "frac58" => 8541, "frac78" => 8542, "male" => 9794, "female" => 9792, "sharp" => 9839,
-        "flat" => 9837, "natural" => 9838, "ell" => 8467, "mho" => 8487, "planck" => 8463,
-        "caron" => 711, "breve" => 728, "dot" => 729, "ring" => 730, "ogon" => 731, "dblac" => 733,
-        "epsiv" => 1013, "phiv" => 981, "kappav" => 1008, "rhov" => 1009, "thetav" => 977, "Gammad" => 988,
-        "gammad" => 989, "inodot" => 305, "imath" => 305, "lstrok" => 322, "Lstrok" => 321, "ncaron" => 328,
-        "rcaron" => 345, "ccaron" => 269, "Ccaron" => 268, "zcaron" => 382, "Zcaron" => 381, "ecaron" => 283,
-        "gbreve" => 287, "scedil" => 351, "Scedil" => 350, "abreve" => 259, "amacr" => 257, "emacr" => 275,
-        "imacr" => 299, "omacr" => 333, "umacr" => 363,
+        "nbhy" => 8209,
+        "hyphen" => 8208,
+        "dash" => 8208,
+        "horbar" => 8213,
+        "numsp" => 8199,
+        "puncsp" => 8200,
+        "hairsp" => 8202,
+        "ThinSpace" => 8201,
+        "NoBreak" => 8288,
+        "half" => 189,
+        "check" => 10003,
+        "star" => 9734,
+        "starf" => 9733,
+        "lsquor" => 8218,
+        "ldquor" => 8222,
+        "Ohm" => 937,
+        "angst" => 197,
+        "centerdot" => 183,
+        "plus" => 43,
+        "equals" => 61,
+        "colon" => 58,
+        "semi" => 59,
+        "comma" => 44,
+        "period" => 46,
+        "excl" => 33,
+        "quest" => 63,
+        "num" => 35,
+        "dollar" => 36,
+        "percnt" => 37,
+        "lpar" => 40,
+        "rpar" => 41,
+        "ast" => 42,
+        "sol" => 47,
+        "bsol" => 92,
+        "lsqb" => 91,
+        "rsqb" => 93,
+        "lcub" => 123,
+        "rcub" => 125,
+        "verbar" => 124,
+        "vert" => 124,
+        "lowbar" => 95,
+        "grave" => 96,
+        "Hat" => 94,
+        "commat" => 64,
+        "tab" => 9,
+        "newline" => 10,
+        "frac13" => 8531,
+        "frac23" => 8532,
+        "frac18" => 8539,
+        "frac38" => 8540,
+        "frac58" => 8541,
+        "frac78" => 8542,
+        "male" => 9794,
+        "female" => 9792,
+        "sharp" => 9839,
+        "flat" => 9837,
+        "natural" => 9838,
+        "ell" => 8467,
+        "mho" => 8487,
+        "planck" => 8463,
+        "caron" => 711,
+        "breve" => 728,
+        "dot" => 729,
+        "ring" => 730,
+        "ogon" => 731,
+        "dblac" => 733,
+        "epsiv" => 1013,
+        "phiv" => 981,
+        "kappav" => 1008,
+        "rhov" => 1009,
+        "thetav" => 977,
+        "Gammad" => 988,
+        "gammad" => 989,
+        "inodot" => 305,
+        "imath" => 305,
+        "lstrok" => 322,
+        "Lstrok" => 321,
+        "ncaron" => 328,
+        "rcaron" => 345,
+        "ccaron" => 269,
+        "Ccaron" => 268,
+        "zcaron" => 382,
+        "Zcaron" => 381,
+        "ecaron" => 283,
+        "gbreve" => 287,
+        "scedil" => 351,
+        "Scedil" => 350,
+        "abreve" => 259,
+        "amacr" => 257,
+        "emacr" => 275,
+        "imacr" => 299,
+        "omacr" => 333,
+        "umacr" => 363,
         _ => return None,
     };
     char::from_u32(cp)
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Scanning for the next interesting byte
-// ---------------------------------------------------------------------------------------------------------------
-
-/// A small set of ASCII bytes to search for. Every pass of the cleaner spends most of its time skipping plain text
-/// to the next byte that can start markup; `find` does that 16 bytes per step with SSE2 (part of the x86_64 baseline,
-/// so no feature detection), and with one table lookup per byte elsewhere and for the tail. All members are ASCII,
-/// so the positions found are always `str` char boundaries.
-pub(crate) struct ByteSet<const N: usize> {
-    bytes: [u8; N],
-    table: [bool; 256],
-}
-
-impl<const N: usize> ByteSet<N> {
-    pub(crate) const fn new(bytes: [u8; N]) -> Self {
-        let mut table = [false; 256];
-        let mut i = 0;
-        while i < N {
-            assert!(bytes[i] < 0x80, "ByteSet members must be ASCII");
-            table[bytes[i] as usize] = true;
-            i += 1;
-        }
-        ByteSet { bytes, table }
-    }
-
-    #[inline(always)]
-    fn contains(&self, b: u8) -> bool {
-        self.table[b as usize]
-    }
-
-    /// Position of the first member in `hay[from..]` (an index into `hay`), or `hay.len()` if there is none.
-    #[inline]
-    pub(crate) fn find(&self, hay: &[u8], from: usize) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            sse2::find(hay, from, &self.bytes).unwrap_or_else(|i| self.find_scalar(hay, i))
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            self.find_scalar(hay, from)
-        }
-    }
-
-    #[inline]
-    fn find_scalar(&self, hay: &[u8], from: usize) -> usize {
-        let mut i = from;
-        while i < hay.len() && !self.contains(hay[i]) {
-            i += 1;
-        }
-        i
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
+    use crate::bytescan::sse2::matches;
     use std::arch::x86_64::*;
-
-    /// 16 bytes of `hay` from `i`, each 0xFF where the byte is one of `set`.
-    ///
-    /// SAFETY: the caller ensures `i + 16 <= hay.len()` (SSE2 itself is always there on x86_64).
-    #[inline(always)]
-    unsafe fn matches<const N: usize>(hay: &[u8], i: usize, set: &[u8; N]) -> __m128i {
-        let v = _mm_loadu_si128(hay.as_ptr().add(i) as *const __m128i);
-        let mut m = _mm_cmpeq_epi8(v, _mm_set1_epi8(set[0] as i8));
-        for &c in &set[1..] {
-            m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
-        }
-        m
-    }
-
-    /// The first position `i >= from` (16-byte steps while 16 bytes remain) where `hay[i]` is one of `set`.
-    /// `Err(i)`: no hit before the last partial block, which starts at `i` (the caller finishes it with scalar code).
-    #[inline(always)]
-    pub(super) fn find<const N: usize>(hay: &[u8], from: usize, set: &[u8; N]) -> Result<usize, usize> {
-        let mut i = from;
-        while i + 16 <= hay.len() {
-            // SAFETY: i + 16 <= hay.len().
-            let mask = unsafe { _mm_movemask_epi8(matches(hay, i, set)) } as u32;
-            if mask != 0 {
-                return Ok(i + mask.trailing_zeros() as usize);
-            }
-            i += 16;
-        }
-        Err(i)
-    }
 
     /// `find` for `repair_run_end` (see `repair_stops`, which this computes for 16 bytes at once); needs `from >= 1`.
     #[inline(always)]
@@ -1768,7 +2182,8 @@ fn repair(s: &str) -> String {
             ')' => match opens.pop() {
                 Some(o) => {
                     let inner = &out[o + 1..];
-                    let junk = |ch: char| ch.is_whitespace() || matches!(ch, ',' | ';' | ':' | '.' | '–' | '—' | '-' | '/');
+                    let junk =
+                        |ch: char| ch.is_whitespace() || matches!(ch, ',' | ';' | ':' | '.' | '–' | '—' | '-' | '/');
                     if inner.chars().all(junk) {
                         // "Alabama () is" → "Alabama is": the space before '(' is collapsed later.
                         out.truncate(o);
@@ -1814,7 +2229,8 @@ fn repair(s: &str) -> String {
     // Parenthesis opened and never closed: nothing to repair.
     // Leading punctuation left by a removed first word ("; born …" after an infobox) is noise.
     let end = out.trim_end().len();
-    let lead = out[..end].len() - out[..end].trim_start_matches(|c: char| c == ',' || c == ';' || c.is_whitespace()).len();
+    let lead =
+        out[..end].len() - out[..end].trim_start_matches(|c: char| c == ',' || c == ';' || c.is_whitespace()).len();
     out.truncate(end);
     out.drain(..lead);
     out
@@ -1846,4 +2262,4 @@ fn strip_trailing_space(out: &mut String, c: char) {
 
 #[cfg(test)]
 #[path = "wikitext_tests.rs"]
-pub(crate) mod tests;
+mod tests;

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::dump::{self, Namespaces, Page};
+use crate::test_support::cpu_seconds;
 use std::io::Read;
-use std::path::Path;
 
 fn c(s: &str) -> String {
     clean(s, &Namespaces::english_default(), &CleanOptions::default())
@@ -253,22 +253,21 @@ fn linear_on_pathological_input() {
 // The real sample
 // ---------------------------------------------------------------------------------------------------------------
 
-const SAMPLE: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/python/wikigpt/data/enwiki-sample-pages-articles1.xml-p10p30302.bz2");
-
-pub(crate) fn sample_articles() -> (dump::SiteInfo, Vec<Page>) {
+fn sample_articles() -> (dump::SiteInfo, Vec<Page>) {
+    let sample = crate::test_support::sample_path();
+    let sample = sample.as_path();
     let mut xml = Vec::new();
-    bzip2::read::BzDecoder::new(std::fs::File::open(SAMPLE).unwrap()).read_to_end(&mut xml).unwrap();
+    bzip2::read::BzDecoder::new(std::fs::File::open(sample).unwrap()).read_to_end(&mut xml).unwrap();
     let mut sp = dump::PageSplitter::new(1 << 20);
     let mut items = sp.push(&xml);
-    items.extend(sp.finish(Path::new(SAMPLE)).unwrap());
+    items.extend(sp.finish(sample).unwrap());
     let mut info = None;
     let mut pages = Vec::new();
     for it in items {
         match it {
-            dump::SplitItem::Header { bytes } => info = Some(dump::parse_siteinfo(&bytes, Path::new(SAMPLE)).unwrap()),
+            dump::SplitItem::Header { bytes } => info = Some(dump::parse_siteinfo(&bytes, sample).unwrap()),
             dump::SplitItem::Pages { offset, bytes } => {
-                pages.extend(dump::parse_pages(&bytes, offset, Path::new(SAMPLE)).unwrap())
+                pages.extend(dump::parse_pages(&bytes, offset, sample).unwrap())
             }
         }
     }
@@ -277,8 +276,9 @@ pub(crate) fn sample_articles() -> (dump::SiteInfo, Vec<Page>) {
 }
 
 /// The leftover-markup patterns of the issue.
-pub(crate) const LEFTOVERS: &[&str] =
-    &["{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "&gt;", "&amp;", "'''", "''", "[http", "<!--", "__TOC__", "()"];
+pub(crate) const LEFTOVERS: &[&str] = &[
+    "{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "&gt;", "&amp;", "'''", "''", "[http", "<!--", "__TOC__", "()",
+];
 
 #[test]
 fn sample_leftover_markup() {
@@ -373,26 +373,74 @@ fn bench_clean() {
     );
 }
 
-/// CPU time of this thread in seconds (from /proc/thread-self/schedstat: nanoseconds on CPU), so throughput figures
-/// hold on a loaded machine; falls back to wall time elsewhere. Also used by dump.rs's ignored benches.
-pub(crate) fn cpu_seconds(wall: std::time::Instant) -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|ns| ns / 1e9)
-        .unwrap_or_else(|| wall.elapsed().as_secs_f64())
-}
-
 #[test]
 fn random_markup_never_panics_and_output_is_normalized() {
     // Random soup of markup tokens (deterministic xorshift): no panic (all slicing is at ASCII bytes), and the output
     // invariants hold: no blank-line runs, no double spaces, no spaces at block edges.
     const TOKENS: &[&str] = &[
-        "{{", "}}", "{{{", "}}}", "[[", "]]", "|", "<ref>", "</ref>", "<ref name=a/>", "<!--", "-->", "'''", "''",
-        "&amp;", "&nbsp;", "&#x41;", "&", "é", "ж", "𐀟", "\n", "\n\n", "==", "= ", "*", "#", ":", ";", "{|", "|}",
-        "(", ")", " ", "  ", "x", "word", "http://e.org", "[", "]", "<", ">", "<nowiki>", "</nowiki>", "<math>",
-        "</math>", "File:", "Category:", "de:", "convert", "nowrap", "lang", "1300", "mi", "=", "__TOC__", "<br>",
-        "<span>", "</span>", "----", ",", ".", "\t",
+        "{{",
+        "}}",
+        "{{{",
+        "}}}",
+        "[[",
+        "]]",
+        "|",
+        "<ref>",
+        "</ref>",
+        "<ref name=a/>",
+        "<!--",
+        "-->",
+        "'''",
+        "''",
+        "&amp;",
+        "&nbsp;",
+        "&#x41;",
+        "&",
+        "é",
+        "ж",
+        "𐀟",
+        "\n",
+        "\n\n",
+        "==",
+        "= ",
+        "*",
+        "#",
+        ":",
+        ";",
+        "{|",
+        "|}",
+        "(",
+        ")",
+        " ",
+        "  ",
+        "x",
+        "word",
+        "http://e.org",
+        "[",
+        "]",
+        "<",
+        ">",
+        "<nowiki>",
+        "</nowiki>",
+        "<math>",
+        "</math>",
+        "File:",
+        "Category:",
+        "de:",
+        "convert",
+        "nowrap",
+        "lang",
+        "1300",
+        "mi",
+        "=",
+        "__TOC__",
+        "<br>",
+        "<span>",
+        "</span>",
+        "----",
+        ",",
+        ".",
+        "\t",
     ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
