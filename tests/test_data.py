@@ -1,4 +1,5 @@
-"""The window loader (wikigpt.training.loader): windows are real slices of the shards, drawn by size, reproducibly, per part.
+"""The window loader (wikigpt.training.loader): windows are real slices of the shards, drawn by size, reproducibly,
+per part.
 
 Most tests use small synthetic datasets whose token values say where they came from (shard k holds k*10000 + i at
 position i), so a window's origin can be checked exactly; the per-part evaluation runs on the real sample.
@@ -6,6 +7,7 @@ position i), so a window's origin can be checked exactly; the per-part evaluatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from wikigpt.training.loader import TokenData, WindowSampler, evaluate, list_parts, part_weights, read_manifest
-from wikigpt.errors import DatasetError
 from wikigpt.data.shards import write_shard
+from wikigpt.errors import DatasetError
+from wikigpt.training.loader import TokenData, WindowSampler, evaluate, list_parts, part_weights, read_manifest
 
 
 def make_dataset(root: Path, parts: dict[str, dict[str, list[int]]]) -> Path:
@@ -34,14 +36,19 @@ def make_dataset(root: Path, parts: dict[str, dict[str, list[int]]]) -> Path:
                 toks = (k * 10000 + np.arange(n)) % 65536
                 f = f"{split}_{j:06d}.bin"
                 write_shard(pdir / f, toks.astype(np.uint16))
-                shards[split].append({"file": f, "tokens": n, "sha256": ""})
+                shards[split].append({"file": f, "tokens": n,
+                                      "sha256": hashlib.sha256((pdir / f).read_bytes()).hexdigest()})
+        (pdir / "val_pages.tsv").write_text("")
+        tokens = {s: sum(x["tokens"] for x in shards[s]) for s in shards}
         entries.append({
             "name": name, "added": "2026-11-28T06:00:00Z", "files": [], "page_ids": [0, 0],
-            "tokens": {s: sum(x["tokens"] for x in shards[s]) for s in shards},
+            "pages": {"seen": 0, "kept": 0, "dropped": {}}, "tokens": tokens,
             "dir": f"parts/{name}", "shards": shards, "val_pages": "val_pages.tsv",
         })
-    manifest = {"format": "wikigpt-dataset", "version": 1, "tokenizer": {"name": "gpt2", "eot": 50256},
-                "shard_tokens": 100000, "parts": entries}
+    manifest = {"format": "wikigpt-dataset", "version": 1, "created": "2026-11-28T06:00:00Z",
+                "tokenizer": {"name": "gpt2", "encoding": "r50k_base", "eot": 50256, "n_vocab": 50257},
+                "split": {"rule": "test", "val_fraction": 0.005}, "shard_tokens": 100000,
+                "filter": {"namespaces": [0], "min_chars": 0}, "parts": entries}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 

@@ -193,7 +193,8 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
     ds.add([sample_parts[0]])
     from conftest import big_dump
 
-    big = big_dump(tmp_path / "enwiki-20160101-pages-articles7.xml-p1p999.bz2", sample_xml, 25)  # ~150 MB of XML: seconds of work
+    # ~360 MB of XML: several seconds of work even on a fast decoder (150 MB finished within 2 s here)
+    big = big_dump(tmp_path / "enwiki-20160101-pages-articles7.xml-p1p999.bz2", sample_xml, 60)
     manifest = (ds_path / "manifest.json").read_bytes()
     status = ds.status()
     shard_hashes = {p.name: sha256(p) for p in ds_path.rglob("*.bin")}

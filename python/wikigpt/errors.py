@@ -25,6 +25,16 @@ class DatasetError(WikiGPTError):
     """A dataset folder that is missing, inconsistent, or asked to do something it refuses (e.g. a part twice)."""
 
 
+class ManifestError(DatasetError):
+    """A dataset's manifest.json that is unreadable or not of the dataset format; the message names the file and the
+    first wrong field."""
+
+
+class DamagedShardError(DatasetError):
+    """A shard whose size, header or checksum no longer matches what `wikigpt add` recorded; the message names the
+    file and how to repair the part (remove it, add it again)."""
+
+
 class DiskSpaceError(WikiGPTError, OSError):
     """Not enough free space for what was asked; the message says how much is needed and how much is free."""
 

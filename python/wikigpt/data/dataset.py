@@ -15,6 +15,7 @@ staging folder or the unreferenced part folder. The train/val split is a fixed h
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,16 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-import numpy as np
-
-from ..util.fmt import human_bytes
-from ..util.io import atomic_open, atomic_write_json, exclusive_lock, fsync_dir
-from ..util.progress import ProgressCallback, run_with_progress
 from ..errors import DatasetError, DiskSpaceError
+from ..util.fmt import human_bytes
+from ..util.io import atomic_open, exclusive_lock, fsync_dir, write_errors_named
+from ..util.progress import ProgressCallback, run_with_progress
+from . import verify as shard_checks
 from .extract import check_inputs, part_stem, resolve_processes
+from .manifest import FORMAT, VERSION, read_manifest, write_manifest
+from .shards import HEADER_BYTES
 
-FORMAT = "wikigpt-dataset"
-VERSION = 1
 DEFAULT_VAL_FRACTION = 0.005
 DEFAULT_SHARD_TOKENS = 100_000_000
 #: Articles shorter than this (clean characters) are dropped from datasets: stubs and near-empty pages.
@@ -120,20 +120,9 @@ class Dataset:
 
     @property
     def manifest(self) -> dict:
-        """The manifest as a dict (read fresh each time, so parts added by another process show up)."""
-        try:
-            with open(self.manifest_path, "rb") as f:
-                m = json.load(f)
-        except FileNotFoundError:
-            raise DatasetError(f"{self.path}: not a wikigpt dataset (no manifest.json); create it with `wikigpt add`") from None
-        except (OSError, ValueError) as e:
-            raise DatasetError(f"{self.manifest_path}: unreadable manifest: {e}") from None
-        if m.get("format") != FORMAT or m.get("version") != VERSION:
-            raise DatasetError(
-                f"{self.manifest_path}: not a {FORMAT} v{VERSION} manifest "
-                f"(format={m.get('format')!r}, version={m.get('version')!r})"
-            )
-        return m
+        """The manifest as a dict, checked as a whole (read fresh each time, so parts added by another process show
+        up); a damaged or foreign one is a one-line ManifestError naming the file and the first wrong field."""
+        return read_manifest(self.path)
 
     @property
     def parts(self) -> list[dict]:
@@ -162,11 +151,24 @@ class Dataset:
     def val_pages(self, part: str) -> list[tuple[int, str, str, int, int]]:
         """(page_id, title, shard file, token offset, token count) of every val page of one part."""
         p = self._part(part)
+        path = self.path / p["dir"] / p["val_pages"]
         rows = []
-        with open(self.path / p["dir"] / p["val_pages"], encoding="utf-8") as f:
-            for line in f:
-                pid, title, shard, off, n = line.rstrip("\n").split("\t")
-                rows.append((int(pid), title, shard, int(off), int(n)))
+        try:
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    fields = line.rstrip("\n").split("\t")
+                    if len(fields) != 5 or not all(fields[k].isdigit() for k in (0, 3, 4)):
+                        raise DatasetError(f"{path}:{lineno}: damaged list of val pages (expected page id, title, "
+                                           f"shard, token offset, token count); "
+                                           f"{shard_checks.repair_hint(self.path, p)}")
+                    pid, title, shard, off, n = fields
+                    rows.append((int(pid), title, shard, int(off), int(n)))
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: the part's list of val pages is missing; "
+                               f"{shard_checks.repair_hint(self.path, p)}") from None
+        except UnicodeDecodeError:
+            raise DatasetError(f"{path}: damaged list of val pages (not UTF-8); "
+                               f"{shard_checks.repair_hint(self.path, p)}") from None
         return rows
 
     def _part(self, name: str) -> dict:
@@ -190,8 +192,15 @@ class Dataset:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """One writer at a time (a kill releases the lock with the process)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """One writer at a time (a kill releases the lock with the process). A folder this user cannot write to is
+        refused here, before any work: one line, nothing changed."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.path, os.W_OK):  # also False on a read-only mount (EROFS)
+                raise PermissionError(errno.EACCES, "not writable")
+        except OSError as e:
+            raise DatasetError(f"{self.path}: cannot write to the dataset folder ({e.strerror}); nothing changed"
+                               ) from None
         with exclusive_lock(self.path / ".lock", f"{self.path}: another `wikigpt add` is running on this dataset",
                             DatasetError):
             yield
@@ -215,8 +224,8 @@ class Dataset:
         return removed
 
     def _new_manifest(self) -> dict:
-        from .._version import __version__
         from .. import _core
+        from .._version import __version__
 
         return {
             "format": FORMAT,
@@ -304,7 +313,8 @@ class Dataset:
                     sha1 = sha1_file(f)
                     if sha1 in known_sha1:
                         raise DatasetError(
-                            f"{f}: already in the dataset as part {known_sha1[sha1]} (same sha1 {sha1[:12]}…); nothing changed"
+                            f"{f}: already in the dataset as part {known_sha1[sha1]} (same sha1 {sha1[:12]}…); "
+                            "nothing changed"
                         )
                     if f.name in known_name:
                         raise DatasetError(
@@ -320,7 +330,7 @@ class Dataset:
                                         allow_overlap)
                 manifest["parts"].append(record)
                 # The commit point: after this rename the part is in; before it, the dataset is as it was.
-                atomic_write_json(self.manifest_path, manifest)
+                write_manifest(self.path, manifest)
                 added.append(record)
                 log(
                     f"added {name}: {record['pages']['kept']} articles, "
@@ -390,33 +400,92 @@ class Dataset:
             "dir": f"parts/{name}",
             "shards": {"train": out["train"], "val": out["val"]},
             "val_pages": out["val_pages"],
+            "val_pages_sha256": shard_checks.file_sha256(final_dir / out["val_pages"]),
         }
 
     # ------------------------------------------------------------------ export
 
     def export_nanogpt(self, out_dir: os.PathLike | str) -> dict[str, int]:
-        """Write headerless uint16 `train.bin` / `val.bin` (nanoGPT's prepare.py format), atomically."""
+        """Write headerless uint16 `train.bin` / `val.bin` (nanoGPT's prepare.py format), both or neither.
+
+        Every shard's size and header are checked before anything is written, and its checksum as it is copied
+        (the copy is that one read): a damaged shard is refused in one line and no output file changes."""
+        manifest = self.manifest
+        for part in manifest["parts"]:
+            shard_checks.check_part_shards(self.path, part)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         counts = {}
-        for split in ("train", "val"):
-            n = 0
-            with atomic_open(out / f"{split}.bin", "wb") as f:
-                for path, _ in self.shards(split):
-                    from .shards import read_shard
-
-                    toks = read_shard(path)
-                    for i in range(0, len(toks), 1 << 24):
-                        f.write(np.asarray(toks[i : i + (1 << 24)]).tobytes())
-                    n += len(toks)
-            counts[split] = n
+        # nested: neither file is renamed into place unless both were written and every checksum matched
+        with atomic_open(out / "train.bin", "wb") as train_file, atomic_open(out / "val.bin", "wb") as val_file:
+            for split, f in (("train", train_file), ("val", val_file)):
+                with write_errors_named(out / f"{split}.bin"):  # a full disk names the file it was writing
+                    counts[split] = sum(self._copy_tokens(part, rec, f)
+                                        for part in manifest["parts"] for rec in part["shards"][split])
         return counts
+
+    def _copy_tokens(self, part: dict, rec: dict, out) -> int:
+        """Append one shard's tokens (its bytes after the llm.c header, little-endian uint16 like nanoGPT's .bin)
+        to `out`, checking the whole file's sha256 on the way."""
+        path = self.path / part["dir"] / rec["file"]
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            digest.update(f.read(HEADER_BYTES))
+            while chunk := f.read(16 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        shard_checks.check_checksum(path, rec.get("sha256"), digest.hexdigest(),
+                                    shard_checks.repair_hint(self.path, part))
+        return rec["tokens"]
+
+    # ------------------------------------------------------------------ checking and repair
+
+    def verify(self, log: Callable[[str], None] = lambda s: None) -> shard_checks.Verification:
+        """Re-read every file the manifest lists and compare it with what `add` recorded; name each damaged,
+        missing or extra file (the result's `.report`, `.ok`, `.problems`).
+
+        A dataset written before checksums were recorded is checked by size and header, its checksums are computed
+        now and, if nothing is wrong and the folder is writable, recorded so later checks compare against them."""
+        manifest = self.manifest
+        result = shard_checks.verify(self.path, manifest, log)
+        recorded = None
+        if result.computed and result.ok:
+            recorded = self._record_checksums(result.computed)
+        result.report = shard_checks.format_verification(self.path, manifest, result, recorded)
+        return result
+
+    def _record_checksums(self, computed: dict) -> bool:
+        """Write checksums `verify` computed into the manifest; False if the folder is not writable."""
+        try:
+            with self._locked():
+                manifest = self.manifest
+                shard_checks.record_computed(manifest, computed)
+                write_manifest(self.path, manifest)
+        except DatasetError:
+            return False
+        return True
+
+    def remove(self, name: str) -> dict:
+        """Take a part out of the dataset (the way to repair a damaged one: remove it, then `add` its files again).
+        The manifest is rewritten first, so a kill leaves either the old dataset or the new one; then its folder
+        goes (or, if the kill comes between, the next add removes it as unreferenced)."""
+        with self._locked():
+            manifest = self.manifest
+            part = next((p for p in manifest["parts"] if p["name"] == name), None)
+            if part is None:
+                known = ", ".join(p["name"] for p in manifest["parts"]) or "none"
+                raise DatasetError(f"{self.path}: no part named {name!r} (parts: {known}); nothing changed")
+            manifest["parts"].remove(part)
+            write_manifest(self.path, manifest)
+            shutil.rmtree(self.path / part["dir"], ignore_errors=True)
+        return part
 
     def status(self) -> str:
         """A human-readable summary from the manifest alone."""
         m = self.manifest
         lines = [
-            f"dataset {self.path}  (format v{m['version']}, created {m['created']}, tokenizer {m['tokenizer']['name']})",
+            f"dataset {self.path}  (format v{m['version']}, created {m['created']}, "
+            f"tokenizer {m['tokenizer']['name']})",
             f"split: val_fraction {m['split']['val_fraction']} by page id; min_chars {m['filter']['min_chars']}; "
             f"shards of {m['shard_tokens']:,} tokens",
             "",
@@ -430,7 +499,8 @@ class Dataset:
             )
         tr, va = self.tokens("train"), self.tokens("val")
         lines.append(f"{'total':<48} {sum(len(p['files']) for p in m['parts']):>5} "
-                     f"{sum(p['pages']['seen'] for p in m['parts']):>9,} {sum(p['pages']['kept'] for p in m['parts']):>9,} "
+                     f"{sum(p['pages']['seen'] for p in m['parts']):>9,} "
+                     f"{sum(p['pages']['kept'] for p in m['parts']):>9,} "
                      f"{sum(sum(p['pages']['dropped'].values()) for p in m['parts']):>9,} {tr:>14,} {va:>11,}")
         lines.append(f"disk: {human_bytes(self.disk_bytes())} of shards")
         return "\n".join(lines)
@@ -500,8 +570,33 @@ def _cmd_add(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    print(Dataset(args.dataset).status())
+    ds = Dataset(args.dataset)
+    print(ds.status())
+    if args.verify:
+        print()
+        return _cmd_verify(args)
     return 0
+
+
+def _cmd_verify(args) -> int:
+    """The report on stdout; if anything is wrong, one error line (what and how to repair) and exit 1."""
+    ds = Dataset(args.dataset)
+    result = ds.verify(log=_progress_log(args))
+    print(result.report)
+    if not result.ok:
+        raise DatasetError(shard_checks.summary(ds.path, ds.manifest, result))
+    return 0
+
+
+def _cmd_remove(args) -> int:
+    part = Dataset(args.dataset).remove(args.part)
+    print(f"removed {part['name']} ({part['tokens']['train']:,} train + {part['tokens']['val']:,} val tokens) from "
+          f"{args.dataset}")
+    return 0
+
+
+def _progress_log(args) -> Callable[[str], None]:
+    return (lambda s: print(s, file=sys.stderr)) if not getattr(args, "quiet", False) else (lambda s: None)
 
 
 def _cmd_export(args) -> int:
@@ -520,7 +615,8 @@ def add_cli(sub) -> None:
     p.add_argument("--shard-tokens", type=int, default=None,
                    help=f"tokens per shard file, fixed at creation (default {DEFAULT_SHARD_TOKENS:,})")
     p.add_argument("--min-chars", type=int, default=None,
-                   help=f"drop articles shorter than this many characters, fixed at creation (default {DEFAULT_MIN_CHARS})")
+                   help="drop articles shorter than this many characters, fixed at creation "
+                   f"(default {DEFAULT_MIN_CHARS})")
     p.add_argument("--download", action="store_true", help="download --parts first (see `wikigpt download`)")
     p.add_argument("--dumps-dir", default=None, help="where --download puts dump files (default DATASET/dumps)")
     p.add_argument("--keep-dumps", action="store_true", help="keep downloaded .bz2 files after adding them")
@@ -535,9 +631,22 @@ def add_cli(sub) -> None:
         pass
     p.set_defaults(func=_cmd_add)
 
-    p = sub.add_parser("status", help="what a dataset holds (reads only manifest.json)")
+    p = sub.add_parser("status", help="what a dataset holds (reads only manifest.json; --verify re-reads every file)")
     p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--verify", action="store_true",
+                   help="also re-read every shard and compare it with the checksum recorded when it was written")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("verify", help="re-read every file of a dataset; name each damaged, missing or extra one")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("remove", help="take a part out of a dataset (to repair a damaged part: remove, then add)")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("part", help="part name, as `wikigpt status` lists it")
+    p.set_defaults(func=_cmd_remove)
 
     p = sub.add_parser("export-nanogpt", help="write headerless train.bin/val.bin for nanoGPT's train.py")
     p.add_argument("dataset", help="dataset folder")

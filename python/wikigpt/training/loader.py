@@ -16,7 +16,6 @@ by the next one; the checkpoint records which parts a model has seen.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,8 +25,10 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import numpy as np
 import torch
 
+from ..data.manifest import read_manifest
+from ..data.shards import read_shard
+from ..data.verify import check_shard, check_shard_checksum, repair_hint
 from ..errors import DatasetError, ShardError
-from ..data.shards import read_header, read_shard
 
 Mix = Union[str, Mapping[str, float]]
 
@@ -43,6 +44,8 @@ class Shard:
     tokens: int
     part: str
     split: str
+    record: dict  # its manifest entry: the checksum to compare on first read
+    repair: str   # what to do if it is damaged (remove the part, add it again)
 
 
 @dataclass
@@ -56,51 +59,22 @@ class Part:
         return sum(s.tokens for s in (self.train if split == "train" else self.val))
 
 
-def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
-    d = Path(dataset_dir)
-    path = d / "manifest.json"
-    if not d.is_dir():
-        raise DatasetError(f"{d}: no such dataset folder")
-    if not path.is_file():
-        raise DatasetError(f"{d}: not a wikigpt dataset: no manifest.json (build one with `wikigpt add`)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path}: unreadable manifest: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "wikigpt-dataset":
-        raise DatasetError(f"{path}: not a wikigpt dataset manifest (format is not 'wikigpt-dataset')")
-    if manifest.get("version") != 1:
-        raise DatasetError(f"{path}: manifest version {manifest.get('version')!r}; this wikigpt reads version 1")
-    if not isinstance(manifest.get("parts"), list):
-        raise DatasetError(f"{path}: manifest has no parts list")
-    return manifest
-
-
 def list_parts(dataset_dir: str | os.PathLike, manifest: dict[str, Any] | None = None) -> list[Part]:
-    """The dataset's parts, in the order they were added, with their shards (headers checked against the
-    manifest's token counts, so a shard truncated or swapped since it was written is caught here)."""
+    """The dataset's parts, in the order they were added, with their shards, each checked before training starts:
+    present, a valid header, the manifest's token count (a shard truncated or swapped since it was written is
+    caught here; a changed byte is caught by its checksum when the sampler first reads it)."""
     d = Path(dataset_dir)
     manifest = manifest if manifest is not None else read_manifest(d)
     parts = []
     for entry in manifest["parts"]:
-        try:
-            name = entry["name"]
-            pdir = d / entry["dir"]
-            part = Part(name=name, dir=pdir)
-            for split in ("train", "val"):
-                for sh in entry["shards"].get(split, []):
-                    path = pdir / sh["file"]
-                    if not path.is_file():
-                        raise DatasetError(f"{path}: shard listed in the manifest is missing")
-                    try:
-                        n = read_header(path)
-                    except ShardError as e:
-                        raise DatasetError(str(e)) from None
-                    if n != int(sh["tokens"]):
-                        raise DatasetError(f"{path}: shard holds {n} tokens, the manifest says {sh['tokens']}")
-                    getattr(part, split).append(Shard(path=path, tokens=n, part=name, split=split))
-        except (KeyError, TypeError) as e:
-            raise DatasetError(f"{d / 'manifest.json'}: malformed part entry (missing {e})") from None
+        part = Part(name=entry["name"], dir=d / entry["dir"])
+        hint = repair_hint(d, entry)
+        for split in ("train", "val"):
+            for rec in entry["shards"][split]:
+                path = part.dir / rec["file"]
+                check_shard(path, rec, hint)
+                getattr(part, split).append(Shard(path=path, tokens=rec["tokens"], part=part.name, split=split,
+                                                  record=rec, repair=hint))
         parts.append(part)
     if not parts:
         raise DatasetError(f"{d}: the dataset has no parts yet (add one with `wikigpt add`)")
@@ -155,8 +129,10 @@ class WindowSampler:
     def _map(self, i: int) -> np.ndarray:
         m = self._maps[i]
         if m is None:  # open lazily: a dataset may have hundreds of shards and a run may touch few of them
+            shard = self.shards[i]
+            check_shard_checksum(shard.path, shard.record, shard.repair)  # one sequential read, once per run
             try:
-                m = read_shard(self.shards[i].path)
+                m = read_shard(shard.path)
             except ShardError as e:
                 raise DatasetError(str(e)) from None
             self._maps[i] = m

@@ -24,20 +24,47 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+class NamedWriteError(OSError):
+    """An OSError whose message names the file that could not be written ("PATH: cannot write: No space left on
+    device"), so writers around it pass it on as it is. `errno` is kept for callers that test it."""
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    if isinstance(e, NamedWriteError) or e.errno is None or e.filename is not None:
+        return e  # already says which file
+    err = NamedWriteError(f"{path}: cannot write: {e.strerror or e}")
+    err.errno = e.errno
+    return err
+
+
+@contextmanager
+def write_errors_named(path: str | os.PathLike) -> Iterator[None]:
+    """A failed write() says only "[Errno 28] No space left on device": name the file it was for."""
+    try:
+        yield
+    except OSError as e:
+        named = _named(e, Path(path))
+        if named is e:
+            raise
+        raise named from e
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open `path.tmp-<pid>` for writing; on success fsync and rename it over `path`; on any error remove it."""
+    """Open `path.tmp-<pid>` for writing; on success fsync and rename it over `path`; on any error remove it.
+    Nested, several files commit together: the inner ones are renamed first, and an error anywhere removes all."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     f = open(tmp, mode)
     try:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException as e:
+        with write_errors_named(path):
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+    except BaseException:
         try:
             f.close()  # may fail again flushing what is buffered (the disk is still full): the temp file goes anyway
         except OSError:
@@ -46,11 +73,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             tmp.unlink()
         except OSError:
             pass
-        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
-            # a failed write() says only "[Errno 28] No space left on device": name the file it was for
-            err = OSError(f"{path}: cannot write: {e.strerror or e}")
-            err.errno = e.errno  # kept for callers that test it (str(err) stays the line above)
-            raise err from e
         raise
 
 
