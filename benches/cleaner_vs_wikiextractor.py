@@ -31,7 +31,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -181,7 +181,7 @@ def table(headers: List[str], rows: List[List[str]]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dump", type=Path, default=SAMPLE, help="dump file (.xml or .xml.bz2); default: the bundled sample")
+    ap.add_argument("--dump", type=Path, default=SAMPLE, help="dump file (.xml or .xml.bz2); default: the sample")
     ap.add_argument("--ours-jsonl", type=Path, help="our output as JSON lines {id,title,text} (skips running ours)")
     ap.add_argument("--processes", type=int, default=2, help="wikiextractor --processes (default 2)")
     ap.add_argument("--json", type=Path, help="also write the figures here as JSON")

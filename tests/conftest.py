@@ -1,6 +1,7 @@
 """Shared fixtures: the bundled real dump sample, the same sample cut into 3 parts, and datasets built from them.
 
-The sample is real English Wikipedia text (CC BY-SA 3.0/4.0, its authors; see python/wikigpt/data/sample/ATTRIBUTION.md).
+The sample is real English Wikipedia text (CC BY-SA 3.0/4.0, its authors; see
+python/wikigpt/data/sample/ATTRIBUTION.md).
 """
 
 from __future__ import annotations

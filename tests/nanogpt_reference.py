@@ -1,7 +1,7 @@
 # The reference for wikigpt's model: it mirrors karpathy/nanoGPT's model.py (the GPT class, its parameter names,
 # init and forward) and the checkpoint dict its train.py writes, re-written minimally from that design for the tests.
-# It is deliberately independent of wikigpt.training.model: attention is computed by hand (nanoGPT's non-flash path, with its
-# registered causal-mask buffer `attn.bias`) or through SDPA (its flash path), so the two share no code.
+# It is deliberately independent of wikigpt.training.model: attention is computed by hand (nanoGPT's non-flash
+# path, with its registered causal-mask buffer `attn.bias`) or through SDPA (its flash path), so the two share no code.
 #
 # MIT License
 #

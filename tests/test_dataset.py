@@ -81,7 +81,7 @@ def test_val_pages_follow_the_split_rule(sample_dataset):
     assert len(rows) == part["documents"]["val"] > 0
     assert all(_core.is_val(pid, 0.05) for pid, *_ in rows)
     val = np.concatenate([read_shard(p) for p, _ in ds.shards("val")])
-    for pid, title, shard, off, n in rows:
+    for _pid, _title, shard, off, _n in rows:
         assert shard == "val_000000.bin" and val[off] == 50256
     assert sum(n for *_, n in rows) == part["tokens"]["val"]
 
@@ -161,7 +161,7 @@ def test_status_reads_only_the_manifest(tmp_path, sample_parts):
 
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="no manifest.json"):
-        Dataset(tmp_path).manifest
+        _ = Dataset(tmp_path).manifest
 
 
 def test_export_nanogpt(tmp_path, sample_dataset):

@@ -17,7 +17,6 @@ import pytest
 import wikigpt
 from wikigpt import CorruptDumpError, DumpXMLError
 
-
 N_PAGES = 206
 N_REDIRECTS = 100
 
@@ -98,7 +97,7 @@ def test_extract_jsonl(tmp_path, sample_bz2):
     assert stats.pages_seen == N_PAGES
     assert stats.dropped["redirect"] + stats.dropped["namespace"] == N_REDIRECTS  # one redirect is in ns 4
     assert stats.pages_seen == stats.articles + sum(stats.dropped.values())
-    rows = [json.loads(l) for f in stats.files for l in Path(f).read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for f in stats.files for line in Path(f).read_text(encoding="utf-8").splitlines()]
     assert len(rows) == stats.articles
     assert set(rows[0]) == {"id", "revid", "url", "title", "text"}  # wikiextractor --json keys
     assert rows[0]["id"] == "12" and rows[0]["title"] == "Anarchism" and rows[0]["revid"].isdigit()
@@ -243,7 +242,7 @@ def test_cli_errors_are_one_line(tmp_path, sample_bz2):
         assert r.returncode == 1, r
         err = r.stderr.decode()
         assert "Traceback" not in err
-        lines = [l for l in err.splitlines() if l.strip()]
+        lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("wikigpt: error:"), err
 
 

@@ -2,9 +2,9 @@
 every parameter's gradient, and a short training run on real text whose losses must agree step by step.
 
 On the CPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1), so the model is tiny
-and the vocabulary small: bytes of the bundled real Wikipedia sample (CC BY-SA; python/wikigpt/data/sample/ATTRIBUTION.md)
-as tokens, vocab 300 (256 bytes + 44 never-seen ids, as GPT-2's padded vocabulary has). On CUDA the same tests run
-under bf16 autocast.
+and the vocabulary small: bytes of the bundled real Wikipedia sample (CC BY-SA;
+python/wikigpt/data/sample/ATTRIBUTION.md) as tokens, vocab 300 (256 bytes + 44 never-seen ids, as GPT-2's padded
+vocabulary has). On CUDA the same tests run under bf16 autocast.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+from .data.shards import read_shard, write_shard
 from .errors import (
     CheckpointError,
     ChecksumError,
@@ -23,9 +25,6 @@ from .errors import (
     ShardError,
     WikiGPTError,
 )
-from .data.shards import read_shard, write_shard
-
-from ._version import __version__
 
 # public name -> module that defines it
 _LAZY = {
@@ -48,8 +47,8 @@ _LAZY = {
     "GPTConfig": "wikigpt.training.model",
     "TrainConfig": "wikigpt.training.trainer",
     "train": "wikigpt.training.trainer",
-    # growth experiments (the runner itself is `wikigpt.experiments.grow.grow`: a function named like its module would be
-    # shadowed by the submodule once imported)
+    # growth experiments (the runner itself is `wikigpt.experiments.grow.grow`: a function named like its module
+    # would be shadowed by the submodule once imported)
     "load_plan": "wikigpt.experiments.grow",
     "write_report": "wikigpt.experiments.report",
 }
@@ -91,8 +90,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .data.dataset import Dataset
     from .data.dumps import DumpFile, Part, download, list_parts
     from .data.extract import Article, cat, extract_parallel, iter_articles
-    from .training.model import GPT, GPTConfig
     from .data.tokens import encode_batch, tokenizer
     from .experiments.grow import load_plan
     from .experiments.report import write_report
+    from .training.model import GPT, GPTConfig
     from .training.trainer import TrainConfig, train

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .data import SAMPLE
 
+
 def sample_path() -> Path:
     """The bundled real dump excerpt (206 pages of English Wikipedia, CC BY-SA; see data/sample/ATTRIBUTION.md)."""
     return SAMPLE

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tokens/s, MFU and peak memory of the GPT (default the 124M model, T=1024), kernels off vs on, "
         "uncapped and capped, side by side.",
     )
-    p.add_argument("--preset", default="gpt2-124m", help="model preset (wikigpt.training.model.PRESETS), default gpt2-124m")
+    p.add_argument("--preset", default="gpt2-124m", help="model preset (training.model.PRESETS), default gpt2-124m")
     p.add_argument("--block-size", type=int, default=None, help="sequence length T (default: the preset's, 1024)")
     p.add_argument("--batches", default="8,16,32,48", help="micro-batch sizes, comma-separated (default 8,16,32,48)")
     p.add_argument("--kernels", default="off,on", help="kernel settings to run, comma-separated (default off,on)")

@@ -72,7 +72,8 @@ def plot_runs(
     if len(no_mfu) < len(data):
         ax_mfu.legend(fontsize="small")
     else:  # say why the panel is empty instead of leaving a bare 0-1 axis
-        ax_mfu.text(0.5, 0.5, "no MFU: no peak TFLOPS known for the device\n(a CPU run, or pass --peak-tflops to train)",
+        ax_mfu.text(0.5, 0.5,
+                    "no MFU: no peak TFLOPS known for the device\n(a CPU run, or pass --peak-tflops to train)",
                     transform=ax_mfu.transAxes, ha="center", va="center", color="0.4")
         ax_mfu.set_yticks([])
     ax_mfu.set_xlabel("tokens seen (across resumed and grown runs)")

@@ -24,7 +24,8 @@ from typing import Callable, Iterator, TypeVar
 
 import torch
 
-if "triton" not in sys.modules and os.environ.get("TRITON_INTERPRET", "").strip() == "" and not torch.cuda.is_available():
+_unset = os.environ.get("TRITON_INTERPRET", "").strip() == ""
+if "triton" not in sys.modules and _unset and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 # Triton 3.9 warns on every compile when this is unset (its default flips in 3.10); our tolerances were set with FMA
 # fusion on, the current default, so say so explicitly (and keep the warning out of pytest's warnings-as-errors).

@@ -37,7 +37,7 @@ def _glibc() -> Optional[ctypes.CDLL]:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # only glibc has it (musl's mallopt ignores these parameters)
+        _ = libc.gnu_get_libc_version  # only glibc has it (musl's mallopt ignores these parameters)
         libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
     except (OSError, AttributeError):
