@@ -105,6 +105,8 @@ def test_write_manifest_refuses_to_write_a_bad_one(tmp_path, real, sample_datase
     ((("parts", 0, "files", 0, "sha1"), "XYZ"), r"files\[0\]\.sha1: \"XYZ\" \(a string\), expected 40 lowercase hex"),
     ((("parts", 0, "name"), ".hidden"), r"parts\[0\]\.name: \"\.hidden\" \(a string\), expected a plain file name"),
     ((("parts", 0, "dir"), "/etc"), r"\.dir: \"/etc\" \(a string\), expected a folder inside the dataset folder"),
+    ((("parts", 0, "dir"), "parts/a/b"), r"\.dir: \"parts/a/b\" \(a string\), expected a folder inside the dataset "
+                                        r"folder: 'parts/NAME'"),
     ((("tokenizer", "encoding"), "cl100k_base"), r"tokenizer\.encoding: \"cl100k_base\" \(a string\); this wikigpt "
                                                  r"reads r50k_base"),
     ((("shard_tokens",), True), r"shard_tokens: true \(a boolean\), expected an integer"),
@@ -115,8 +117,12 @@ def test_the_first_wrong_field_is_named(real, edit, message):
         check_manifest(replaced(real, *edit), "m")
 
 
-def test_a_part_name_given_twice_is_refused(real):
+def test_a_part_name_or_folder_given_twice_is_refused(real):
     doc = copy.deepcopy(real)
     doc["parts"].append(copy.deepcopy(doc["parts"][0]))
     with pytest.raises(ManifestError, match=r"parts\[1\]\.name: 'enwiki-sample-pages-articles1' appears twice"):
+        check_manifest(doc, "m")
+    doc["parts"][1]["name"] = "another"
+    with pytest.raises(ManifestError, match=r"parts\[1\]\.dir: 'parts/enwiki-sample-pages-articles1' is another "
+                                            r"part's folder too"):
         check_manifest(doc, "m")

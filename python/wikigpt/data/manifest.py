@@ -108,11 +108,15 @@ def _check_top(m: Any) -> None:
         _int(ns, f"filter.namespaces[{i}]")
     _count(m["filter"]["min_chars"], "filter.min_chars")
     names: set[str] = set()
+    dirs: set[str] = set()
     for i, part in enumerate(_list(m["parts"], "parts")):
         _check_part(part, f"parts[{i}]", shard_tokens)
         if part["name"] in names:
             raise _Wrong(f"parts[{i}].name", f"{part['name']!r} appears twice")
+        if part["dir"] in dirs:  # two parts sharing a folder: removing one would delete the other's shards
+            raise _Wrong(f"parts[{i}].dir", f"{part['dir']!r} is another part's folder too")
         names.add(part["name"])
+        dirs.add(part["dir"])
 
 
 def _check_tokenizer(t: Any) -> None:
@@ -245,11 +249,14 @@ def _name(v: Any, at: str) -> str:
 
 
 def _inside(v: Any, at: str) -> str:
-    """A relative folder path inside the dataset folder: plain names joined by '/', no '..', not absolute."""
+    """A part's folder: `parts/NAME`, the only place `wikigpt add` puts one (so it stays inside the dataset folder,
+    and cleaning up after a killed add, which removes folders under parts/ that no part lists, cannot hit it)."""
     path = _str(v, at)
-    components = path.split("/")
-    if path.startswith("/") or "\\" in path or not all(c and c not in (".", "..") and not c.startswith(".")
-                                                        and "\0" not in c for c in components):
-        raise _Wrong(at, f"{_show(v)}, expected a folder inside the dataset folder (like 'parts/NAME')")
+    head, _, name = path.partition("/")
+    try:
+        if head != "parts":
+            raise _Wrong(at, "")
+        _name(name, at)
+    except _Wrong:
+        raise _Wrong(at, f"{_show(v)}, expected a folder inside the dataset folder: 'parts/NAME'") from None
     return path
-
