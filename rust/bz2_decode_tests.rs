@@ -266,7 +266,13 @@ fn output_cap_is_enforced() {
 #[test]
 fn walk_goes_round_a_short_cycle_like_libbz2() {
     // T with two cycles, (0 1) and (2 3), as periodic blocks give: libbz2 walks n steps round p₀'s cycle.
-    let mut tt: Vec<u32> = vec![(1 << 8) | b'a' as u32, b'b' as u32, (3 << 8) | b'c' as u32, (2 << 8) | b'd' as u32];
+    // walk's table is ROWS long (rows past the block's n are never read); `table` pads the block's entries to that.
+    let table = |entries: Vec<u32>| -> Box<[u32; ROWS]> {
+        let mut t = entries;
+        t.resize(ROWS, 0);
+        t.into_boxed_slice().try_into().unwrap()
+    };
+    let mut tt = table(vec![(1 << 8) | b'a' as u32, b'b' as u32, (3 << 8) | b'c' as u32, (2 << 8) | b'd' as u32]);
     let mut out = vec![0u8; 4];
     let mut ws = WalkScratch::default();
     walk(&mut tt, 0, &mut out, &mut ws);
@@ -274,12 +280,12 @@ fn walk_goes_round_a_short_cycle_like_libbz2() {
     // Many pieces, two interleaved cycles (T[i] = i + 2): out[k] = ll[T^(k+1)(origPtr)].
     let n = 100_000u32;
     let byte = |i: u32| (i % 251) as u8;
-    let mut tt: Vec<u32> = (0..n).map(|i| (((i + 2) % n) << 8) | byte(i) as u32).collect();
+    let mut tt = table((0..n).map(|i| (((i + 2) % n) << 8) | byte(i) as u32).collect());
     let mut out = vec![0u8; n as usize];
     walk(&mut tt, 0, &mut out, &mut ws);
     assert!(out.iter().enumerate().all(|(k, &b)| b == byte((2 * (k as u32 + 1)) % n)));
     // One cycle (T[i] = i + 1) from origPtr n - 1 visits the rows in order.
-    let mut tt: Vec<u32> = (0..n).map(|i| (((i + 1) % n) << 8) | byte(i) as u32).collect();
+    let mut tt = table((0..n).map(|i| (((i + 1) % n) << 8) | byte(i) as u32).collect());
     walk(&mut tt, n as usize - 1, &mut out, &mut ws);
     assert!(out.iter().enumerate().all(|(k, &b)| b == byte(k as u32)));
     // The marks are gone afterwards.
