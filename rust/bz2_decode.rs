@@ -741,6 +741,10 @@ fn undo_rle1(pre: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<(), Blo
         // that first (rarely true in text), then the middle two.
         let start = i;
         let mut k = i;
+        #[cfg(target_arch = "x86_64")]
+        {
+            k = sse2_run4(pre, k);
+        }
         let run_at = loop {
             if k + 3 >= n {
                 break None;
@@ -773,6 +777,34 @@ fn undo_rle1(pre: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<(), Blo
     Ok(())
 }
 
+/// The first k >= `from` where `pre[k..k + 4]` are 4 equal bytes, 16 candidates per step while `k + 19 < pre.len()`;
+/// otherwise where that stops (the scalar loop of `undo_rle1` finishes from there). Text rarely has such runs, so
+/// the scalar test of every position was most of `undo_rle1`'s time.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn sse2_run4(pre: &[u8], from: usize) -> usize {
+    use std::arch::x86_64::*;
+    let mut k = from;
+    while k + 19 < pre.len() {
+        // SAFETY: SSE2 is part of x86_64; the loads read pre[k..k + 19] with k + 19 < pre.len().
+        let mask = unsafe {
+            let p = pre.as_ptr().add(k);
+            let v0 = _mm_loadu_si128(p as *const __m128i);
+            let v1 = _mm_loadu_si128(p.add(1) as *const __m128i);
+            let v2 = _mm_loadu_si128(p.add(2) as *const __m128i);
+            let v3 = _mm_loadu_si128(p.add(3) as *const __m128i);
+            let eq =
+                _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(v0, v1), _mm_cmpeq_epi8(v0, v2)), _mm_cmpeq_epi8(v0, v3));
+            _mm_movemask_epi8(eq) as u32
+        };
+        if mask != 0 {
+            return k + mask.trailing_zeros() as usize;
+        }
+        k += 16;
+    }
+    k
+}
+
 const CRC_POLY: u32 = 0x04C1_1DB7;
 
 /// Slicing-by-8 tables for bzip2's CRC-32 (MSB-first, polynomial 0x04C11DB7).
@@ -802,10 +834,29 @@ static CRC_TABLES: [[u32; 256]; 8] = {
     t
 };
 
-/// bzip2's block CRC of `data` (init all ones, final complement).
+/// bzip2's block CRC of `data` (init all ones, final complement): carry-less multiplication where the CPU has it
+/// (`clmul::crc32`, ~10x the tables' speed), else slicing-by-8.
 pub fn crc32(data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= 128
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+        && std::arch::is_x86_feature_detected!("ssse3")
+    {
+        // SAFETY: both features were just detected.
+        return unsafe { clmul::crc32(data) };
+    }
+    crc32_tables(data)
+}
+
+/// `crc32` by slicing-by-8 tables.
+pub(crate) fn crc32_tables(data: &[u8]) -> u32 {
+    !crc32_update(0xFFFF_FFFF, data)
+}
+
+/// The CRC register after feeding `data` to it (no final complement): with `crc` = 0, `data`·x^32 mod P.
+fn crc32_update(crc: u32, data: &[u8]) -> u32 {
     let t = &CRC_TABLES;
-    let mut crc = 0xFFFF_FFFFu32;
+    let mut crc = crc;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
         let a = u32::from_be_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
@@ -822,7 +873,90 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &byte in chunks.remainder() {
         crc = (crc << 8) ^ t[0][((crc >> 24) ^ byte as u32) as usize];
     }
-    !crc
+    crc
+}
+
+/// x^k mod P for bzip2's CRC polynomial P = x^32 + CRC_POLY (bit i = coefficient of x^i).
+const fn xpow_mod(k: u32) -> u64 {
+    let mut r: u64 = 1;
+    let mut i = 0;
+    while i < k {
+        r <<= 1;
+        if r & (1 << 32) != 0 {
+            r ^= (1 << 32) | CRC_POLY as u64;
+        }
+        i += 1;
+    }
+    r
+}
+
+/// bzip2's CRC by folding 16-byte chunks with carry-less multiplication (the method of Intel's "Fast CRC Computation
+/// for Generic Polynomials Using PCLMULQDQ", MSB-first form). A chunk is read as a 128-bit big-endian number `a`,
+/// i.e. a polynomial whose top bit is the chunk's first bit; moving it `d` bits further on is multiplying by x^d,
+/// and `a_hi·x^(d+64) + a_lo·x^d` is congruent mod P to `a_hi·(x^(d+64) mod P) + a_lo·(x^d mod P)`, two 64×32-bit
+/// products that fit in 128 bits. Four chunks are in flight (512 bits a step); what is left, the 128-bit remainder
+/// and the last < 16 bytes, goes through the tables, which give exactly (remainder·x^(8·tail) + tail)·x^32 mod P.
+/// The initial all-ones register is the same as XOR-ing it into the first 32 bits of the message.
+#[cfg(target_arch = "x86_64")]
+mod clmul {
+    use super::{crc32_update, xpow_mod};
+    use std::arch::x86_64::*;
+
+    /// (x^(d+64) mod P, x^d mod P) for d = 512, 384, 256, 128 bits.
+    const K512: (u64, u64) = (xpow_mod(576), xpow_mod(512));
+    const K384: (u64, u64) = (xpow_mod(448), xpow_mod(384));
+    const K256: (u64, u64) = (xpow_mod(320), xpow_mod(256));
+    const K128: (u64, u64) = (xpow_mod(192), xpow_mod(128));
+
+    #[inline(always)]
+    unsafe fn consts(k: (u64, u64)) -> __m128i {
+        _mm_set_epi64x(k.0 as i64, k.1 as i64)
+    }
+
+    /// 16 bytes at `p` as a big-endian 128-bit number (lane 1 = the first 8 bytes).
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m128i {
+        let rev = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm_shuffle_epi8(_mm_loadu_si128(p as *const __m128i), rev)
+    }
+
+    /// `a` moved on by the distance whose constants are `k`.
+    #[inline(always)]
+    unsafe fn fold(a: __m128i, k: __m128i) -> __m128i {
+        _mm_xor_si128(_mm_clmulepi64_si128(a, k, 0x11), _mm_clmulepi64_si128(a, k, 0x00))
+    }
+
+    /// SAFETY: the CPU must have pclmulqdq and ssse3; `data.len() >= 64`.
+    #[target_feature(enable = "pclmulqdq,ssse3,sse2")]
+    pub(super) unsafe fn crc32(data: &[u8]) -> u32 {
+        debug_assert!(data.len() >= 64);
+        let p = data.as_ptr();
+        let mut acc = [load(p), load(p.add(16)), load(p.add(32)), load(p.add(48))];
+        acc[0] = _mm_xor_si128(acc[0], _mm_set_epi64x(0xFFFF_FFFF_0000_0000u64 as i64, 0));
+        let mut at = 64;
+        let k512 = consts(K512);
+        while at + 64 <= data.len() {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm_xor_si128(fold(*a, k512), load(p.add(at + 16 * j)));
+            }
+            at += 64;
+        }
+        let mut r = _mm_xor_si128(
+            _mm_xor_si128(fold(acc[0], consts(K384)), fold(acc[1], consts(K256))),
+            _mm_xor_si128(fold(acc[2], consts(K128)), acc[3]),
+        );
+        let k128 = consts(K128);
+        while at + 16 <= data.len() {
+            r = _mm_xor_si128(fold(r, k128), load(p.add(at)));
+            at += 16;
+        }
+        let mut lanes = [0u64; 2];
+        _mm_storeu_si128(lanes.as_mut_ptr() as *mut __m128i, r);
+        let mut rem = [0u8; 16];
+        rem[..8].copy_from_slice(&lanes[1].to_be_bytes());
+        rem[8..].copy_from_slice(&lanes[0].to_be_bytes());
+        !crc32_update(crc32_update(0, &rem), &data[at..])
+    }
 }
 
 #[cfg(test)]
