@@ -54,6 +54,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
+use sha1::{Digest, Sha1};
+
 use crate::bz2_decode;
 use crate::error::{Error, Result};
 
@@ -150,7 +152,20 @@ pub fn decode_parallel(
     progress: &DecodeProgress,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<u64> {
-    decode_with_fake_candidates(path, threads, cancel, progress, sink, &[])
+    decode_with_fake_candidates(path, threads, cancel, progress, sink, &[], false).map(|(n, _)| n)
+}
+
+/// `decode_parallel`, also returning the sha1 (hex) of the input file's bytes, computed by the reading thread as it
+/// reads them (so a caller that records the hash needs no pass over the file before or after the work).
+pub fn decode_parallel_sha1(
+    path: &Path,
+    threads: usize,
+    cancel: &AtomicBool,
+    progress: &DecodeProgress,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<(u64, String)> {
+    let (n, sha1) = decode_with_fake_candidates(path, threads, cancel, progress, sink, &[], true)?;
+    Ok((n, sha1.expect("asked for")))
 }
 
 /// `decode_parallel`, plus false candidates injected at the given bit offsets (as block magics). Only the tests use
@@ -163,18 +178,24 @@ fn decode_with_fake_candidates(
     progress: &DecodeProgress,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     fake: &[u64],
-) -> Result<u64> {
+    sha1: bool,
+) -> Result<(u64, Option<String>)> {
     if threads == 0 {
         return Err(Error::Invalid("bz2 decoding needs at least 1 thread (got 0)".into()));
     }
+    let hasher = sha1.then(Sha1::new);
     match detect(path)? {
-        InputKind::PlainXml => passthrough(path, cancel, progress, sink),
+        InputKind::PlainXml => passthrough(path, cancel, progress, sink, hasher),
         InputKind::Bzip2 => {
             let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
             let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-            decode_bzip2(path, &mut file, file_len, threads, cancel, progress, sink, fake)
+            decode_bzip2(path, &mut file, file_len, threads, cancel, progress, sink, fake, hasher)
         }
     }
+}
+
+fn sha1_hex(h: Sha1) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn passthrough(
@@ -182,7 +203,8 @@ fn passthrough(
     cancel: &AtomicBool,
     progress: &DecodeProgress,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-) -> Result<u64> {
+    mut hasher: Option<Sha1>,
+) -> Result<(u64, Option<String>)> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buf = vec![0u8; XML_PIECE];
     let mut total = 0u64;
@@ -191,11 +213,14 @@ fn passthrough(
             return Err(Error::Interrupted);
         }
         let n = match f.read(&mut buf) {
-            Ok(0) => return Ok(total),
+            Ok(0) => return Ok((total, hasher.map(sha1_hex))),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io(path, e)),
         };
+        if let Some(h) = &mut hasher {
+            h.update(&buf[..n]);
+        }
         sink(&buf[..n])?;
         total += n as u64;
         progress.compressed_bytes_done.store(total, Ordering::Relaxed);
@@ -347,6 +372,8 @@ struct Reader<'a> {
     stop: &'a AtomicBool,
     cancel: &'a AtomicBool,
     seq: u64,
+    /// The sha1 of every byte read, when the caller asked for it.
+    sha1: Option<Sha1>,
 }
 
 impl Reader<'_> {
@@ -368,10 +395,12 @@ impl Reader<'_> {
         self.jobs.send(job).is_ok()
     }
 
-    fn run(mut self, file: &mut File, fake: &[u64]) {
+    /// Read the whole file; returns the reader's sha1 (complete only if the orderer saw the Eof this sent).
+    fn run(mut self, file: &mut File, fake: &[u64]) -> Option<Sha1> {
         if let Err(e) = self.read_all(file, fake) {
             self.send(Item::Fail(e));
         }
+        self.sha1.take()
     }
 
     fn read_all(&mut self, file: &mut File, fake: &[u64]) -> Result<()> {
@@ -401,6 +430,9 @@ impl Reader<'_> {
                 }
             };
             pending.truncate(old + n);
+            if let Some(h) = &mut self.sha1 {
+                h.update(&pending[old..]);
+            }
             let eof = n == 0;
             found.clear();
             scanner.scan(&pending[old..], &mut found);
@@ -918,7 +950,8 @@ fn decode_bzip2(
     progress: &DecodeProgress,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     fake: &[u64],
-) -> Result<u64> {
+    sha1: Option<Sha1>,
+) -> Result<(u64, Option<String>)> {
     let in_flight = 2 * threads;
     let (job_tx, job_rx) = bounded::<Job>(threads);
     let (res_tx, res_rx) = bounded::<Job>(in_flight);
@@ -928,9 +961,9 @@ fn decode_bzip2(
     }
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let reader = Reader { path, file_len, jobs: job_tx, credits: credit_rx, stop: &stop, cancel, seq: 0 };
+        let reader = Reader { path, file_len, jobs: job_tx, credits: credit_rx, stop: &stop, cancel, seq: 0, sha1 };
         let stop_ref = &stop;
-        scope.spawn(move || reader.run(file, fake));
+        let reading = scope.spawn(move || reader.run(file, fake));
         for _ in 0..threads {
             let (jobs, results) = (job_rx.clone(), res_tx.clone());
             scope.spawn(move || worker(jobs, results, stop_ref, cancel));
@@ -952,7 +985,10 @@ fn decode_bzip2(
         // Whatever happened, release the other threads: they see `stop`, or a closed channel, within one block.
         stop.store(true, Ordering::Relaxed);
         drop(orderer);
-        r
+        let n = r?;
+        // Success means the orderer took the reader's Eof, sent after the last byte was read and hashed.
+        let hasher = reading.join().map_err(|_| Error::Invalid("bz2 reader thread panicked".into()))?;
+        Ok((n, hasher.map(sha1_hex)))
     })
 }
 

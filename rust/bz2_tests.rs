@@ -64,12 +64,13 @@ impl Drop for Tmp {
 }
 
 /// Decode with `threads` workers (and optional injected false candidates); returns the bytes and the chunk count.
+/// Every decode here also asks for the input's sha1 and checks it against the file's.
 fn decode_fake(path: &Path, threads: usize, fake: &[u64]) -> Result<(Vec<u8>, usize)> {
     let cancel = AtomicBool::new(false);
     let progress = DecodeProgress::default();
     let mut out = Vec::new();
     let mut chunks = 0;
-    let n = decode_with_fake_candidates(
+    let (n, sha1) = decode_with_fake_candidates(
         path,
         threads,
         &cancel,
@@ -80,8 +81,10 @@ fn decode_fake(path: &Path, threads: usize, fake: &[u64]) -> Result<(Vec<u8>, us
             Ok(())
         },
         fake,
+        true,
     )?;
     assert_eq!(n, out.len() as u64, "returned total");
+    assert_eq!(sha1, Some(sha1_hex(Sha1::new_with_prefix(std::fs::read(path).unwrap()))), "sha1 of the input");
     assert_eq!(progress.decoded_bytes.load(Ordering::Relaxed), n, "progress.decoded_bytes");
     let len = std::fs::metadata(path).unwrap().len();
     assert_eq!(progress.compressed_bytes_done.load(Ordering::Relaxed), len, "progress.compressed_bytes_done");

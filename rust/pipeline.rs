@@ -54,6 +54,8 @@ pub struct ExtractOptions {
     pub min_chars: usize,
     /// Tokenize each kept document (EOT + GPT-2 tokens of "title\n\ntext").
     pub tokenize: bool,
+    /// Also compute the sha1 of each input file's bytes while reading it (`Stats::input_sha1`).
+    pub hash_input: bool,
     pub clean: CleanOptions,
 }
 
@@ -65,6 +67,7 @@ impl Default for ExtractOptions {
             keep_redirects: false,
             min_chars: 0,
             tokenize: false,
+            hash_input: false,
             clean: CleanOptions::default(),
         }
     }
@@ -137,6 +140,10 @@ pub struct Stats {
     pub page_id_min: Option<u64>,
     pub page_id_max: Option<u64>,
     pub dbname: String,
+    /// sha1 (hex) of the input file's bytes, computed by the decoder's reading thread as it read them; only with
+    /// `ExtractOptions::hash_input` (absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_sha1: Option<String>,
 }
 
 impl Stats {
@@ -235,7 +242,7 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
         // --- decoder thread: bytes → page-aligned chunks ---
         let decoder = {
             let abort = &abort;
-            scope.spawn(move || -> Result<(u64, String)> {
+            scope.spawn(move || -> Result<(u64, String, Option<String>)> {
                 let mut splitter = PageSplitter::new(CHUNK_BYTES);
                 let mut site: Option<Arc<SiteInfo>> = None;
                 let mut seq = 0u64;
@@ -261,7 +268,7 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
                     }
                     Ok(())
                 };
-                let decoded = bz2::decode_parallel(path, threads, &progress.cancel, &progress.decode, &mut |data| {
+                let mut sink = |data: &[u8]| -> Result<()> {
                     if abort.load(Ordering::Relaxed) {
                         return Err(Error::Interrupted);
                     }
@@ -274,11 +281,17 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
                         return Err(Error::xml(path, at, None, "a <page> longer than 256 MiB: unclosed element?"));
                     }
                     dispatch(items, &mut site)
-                });
-                let r = decoded.and_then(|n| {
+                };
+                let (cancel, decode) = (&progress.cancel, &progress.decode);
+                let decoded = if opts.hash_input {
+                    bz2::decode_parallel_sha1(path, threads, cancel, decode, &mut sink).map(|(n, h)| (n, Some(h)))
+                } else {
+                    bz2::decode_parallel(path, threads, cancel, decode, &mut sink).map(|n| (n, None))
+                };
+                let r = decoded.and_then(|(n, sha1)| {
                     let items = splitter.finish(path)?;
                     dispatch(items, &mut site)?;
-                    Ok((n, site.as_ref().map(|s| s.dbname.clone()).unwrap_or_default()))
+                    Ok((n, site.as_ref().map(|s| s.dbname.clone()).unwrap_or_default(), sha1))
                 });
                 if r.is_err() {
                     abort.store(true, Ordering::Relaxed); // workers and the orderer stop at their next check
@@ -380,12 +393,13 @@ pub fn run_file(path: &Path, opts: &ExtractOptions, progress: &Progress, sink: &
             (Err(e), _) if !matches!(e, Error::Interrupted) => Err(e),
             (_, Some(e)) => Err(e),
             (Err(e), None) => Err(e),
-            (Ok((xml_bytes, dbname)), None) => {
+            (Ok((xml_bytes, dbname, input_sha1)), None) => {
                 if !pending.is_empty() {
                     return Err(Error::Invalid("internal error: chunks left unwritten".into()));
                 }
                 stats.xml_bytes = xml_bytes;
                 stats.dbname = dbname;
+                stats.input_sha1 = input_sha1;
                 Ok(())
             }
         }
@@ -739,6 +753,21 @@ mod tests {
         let mut sink = CollectDocs::default();
         let stats = run_file(&sample(), &opts, &Progress::default(), &mut sink).unwrap();
         (stats, sink.0)
+    }
+
+    #[test]
+    fn input_sha1_only_when_asked_and_documents_unchanged() {
+        use sha1::{Digest, Sha1};
+        let want: String = Sha1::digest(std::fs::read(sample()).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+        let (plain, docs) = run(2, true);
+        assert_eq!(plain.input_sha1, None);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("input_sha1"));
+        let opts = ExtractOptions { threads: 2, tokenize: true, hash_input: true, ..Default::default() };
+        let mut sink = CollectDocs::default();
+        let hashed = run_file(&sample(), &opts, &Progress::default(), &mut sink).unwrap();
+        assert_eq!(hashed.input_sha1.as_deref(), Some(want.as_str()));
+        assert_eq!(sink.0.len(), docs.len());
+        assert!(sink.0.iter().zip(&docs).all(|(a, b)| a.id == b.id && a.text == b.text && a.tokens == b.tokens));
     }
 
     #[test]

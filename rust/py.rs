@@ -127,6 +127,7 @@ fn options(
         keep_redirects,
         min_chars,
         tokenize,
+        hash_input: false,
         clean: CleanOptions { keep_headings, keep_lists, keep_math },
     }
 }
@@ -212,7 +213,9 @@ fn build_shards(
     progress: &ProgressHandle,
 ) -> PyResult<String> {
     let prog = progress.inner.clone();
-    let opts = options(threads, namespaces, keep_redirects, min_chars, keep_headings, keep_lists, keep_math, true);
+    let mut opts = options(threads, namespaces, keep_redirects, min_chars, keep_headings, keep_lists, keep_math, true);
+    // Each file's sha1, for the manifest, from the decoder's reading thread (stats[i]["input_sha1"]).
+    opts.hash_input = true;
     py.detach(move || {
         let mut sink = ShardSink::new(&out_dir, val_fraction, shard_tokens)?;
         let mut stats = Vec::new();
