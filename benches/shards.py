@@ -3,13 +3,16 @@
     python benches/shards.py                       # 1 GB corpus, N = all cores (~5 min on 2 cores)
     python benches/shards.py --size-mb 100         # quick check
     python benches/shards.py --skip classic        # leave out the slow baseline
+    python benches/shards.py --runs 3              # three rounds of cat + add, each ratio in the targets table
 
 1. End to end, on the single-stream .bz2 of benches/_corpus.py:
    classic: `wikiextractor --processes N --json` (PyPI), then the extracted files read back in order and encoded with
             tiktoken's `encode_ordinary_batch(num_threads=N)` (1,000 documents per call), EOT after each document,
             written as one uint16 .bin, as nanoGPT's data/openwebtext/prepare.py does. Two processes, timed apart.
    wikigpt: `wikigpt add DATASET FILE --processes N -q` (llm.c shards + manifest, train/val split by page id,
-            min_chars 200 by default, so it keeps slightly fewer documents than wikiextractor).
+            min_chars 200 by default, so it keeps slightly fewer documents than wikiextractor), on the single
+            stream and on its multistream twin, each right after `wikigpt cat -p N` on the same file (the decoding
+            floor: the targets table gives add's speed as a fraction of cat's, per run with --runs K).
 2. Tokenizer alone, in this process, on the same list of texts, at 1 and N threads: tiktoken's
    `encode_ordinary_batch` vs `wikigpt.encode_batch` (both return all tokens to Python). Outputs must be identical.
    Two texts: "unique" = the clean articles of the bundled real sample (2.6 MB, each call starts wikigpt's per-thread
@@ -135,10 +138,24 @@ def run_classic(corpus: _corpus.Corpus, n: int, scratch: Path, log) -> List[dict
 # ---------------------------------------------------------------------------------------------- wikigpt add
 
 
-def run_add(corpus: _corpus.Corpus, n: int, scratch: Path, log) -> dict:
+def run_cat(corpus: _corpus.Corpus, n: int, layout: str, log) -> dict:
+    """`wikigpt cat -p N` on the same file, right before `add`: the decoding floor that add is held to."""
+    src = corpus.bz2 if layout == "single" else corpus.multistream
+    m = measure("wikigpt cat", wikigpt_cmd("cat", src, "--processes", n, "-q"), hash_stdout=True)
+    m.check_rc()
+    if m.stdout_sha256 != corpus.xml_sha256:
+        raise RuntimeError(f"wikigpt cat {src}: output differs from the corpus XML")
+    log(f"  wikigpt cat ({corpus.size_mb} MB, {layout}): {m.wall_s:.1f} s, {corpus.xml_bytes / 1e6 / m.wall_s:.1f} MB/s")
+    return {"pipeline": "wikigpt", "step": f"wikigpt cat --processes {n}", "layout": layout, "wall_s": m.wall_s,
+            "cpu_s": m.cpu_s, "max_rss_mib": m.max_rss_mib, "corpus_mb": corpus.size_mb,
+            "xml_bytes": corpus.xml_bytes, "cmd": m.cmd}
+
+
+def run_add(corpus: _corpus.Corpus, n: int, scratch: Path, log, layout: str = "single") -> dict:
     ds = scratch / f"dataset-{corpus.size_mb}"
     shutil.rmtree(ds, ignore_errors=True)
-    m = measure("wikigpt add", wikigpt_cmd("add", ds, corpus.bz2, "--processes", n, "-q"))
+    src = corpus.bz2 if layout == "single" else corpus.multistream
+    m = measure("wikigpt add", wikigpt_cmd("add", ds, src, "--processes", n, "-q"))
     m.check_rc()
     man = json.loads((ds / "manifest.json").read_text())
     (part,) = man["parts"]
@@ -153,9 +170,10 @@ def run_add(corpus: _corpus.Corpus, n: int, scratch: Path, log) -> dict:
         raise RuntimeError(f"{ds}: shards hold {on_disk:,} tokens, manifest says {tokens:,}")
     shutil.rmtree(ds, ignore_errors=True)
     docs = part["documents"]["train"] + part["documents"]["val"]
-    log(f"  wikigpt add ({corpus.size_mb} MB): {m.wall_s:.1f} s, {docs:,} docs, {tokens:,} tokens, "
+    log(f"  wikigpt add ({corpus.size_mb} MB, {layout}): {m.wall_s:.1f} s, {docs:,} docs, {tokens:,} tokens, "
         f"rss {m.max_rss_mib:.0f} MiB")
-    return {"pipeline": "wikigpt", "step": f"wikigpt add --processes {n}", "wall_s": m.wall_s, "cpu_s": m.cpu_s,
+    return {"pipeline": "wikigpt", "step": f"wikigpt add --processes {n}", "layout": layout, "wall_s": m.wall_s,
+            "cpu_s": m.cpu_s,
             "max_rss_mib": m.max_rss_mib, "tokens": tokens, "docs": docs, "text_bytes": part["bytes"]["text"],
             "pages_kept": part["pages"]["kept"], "corpus_mb": corpus.size_mb, "xml_bytes": corpus.xml_bytes,
             "cmd": m.cmd}
@@ -218,17 +236,29 @@ def run_tokenizers(n: int, tok_mb: int, log) -> List[dict]:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int) -> str:
+def is_add(r: dict) -> bool:
+    return r["pipeline"] == "wikigpt" and r["step"].startswith("wikigpt add")
+
+
+def is_cat(r: dict) -> bool:
+    return r["pipeline"] == "wikigpt" and r["step"].startswith("wikigpt cat")
+
+
+def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, runs: int = 1) -> str:
     lines = [f"### Dump part → token shards: {size_mb} MB of XML, {n} threads", "", *context_lines(ctx), ""]
-    main = [r for r in e2e if r["corpus_mb"] == size_mb]
+    every = [r for r in e2e if r["corpus_mb"] == size_mb]
+    main = [r for r in every if r.get("run", 0) == 0]
+    if runs > 1:
+        lines += [f"Run 1 of {runs} (cat and add alternate in every run; the targets table has each run):", ""]
     classic = next((r for r in main if r["pipeline"] == "classic" and r["step"] == "total"), None)
-    add = next((r for r in main if r["pipeline"] == "wikigpt"), None)
+    add = next((r for r in main if is_add(r) and r.get("layout", "single") == "single"), None)
     rows = []
     for r in main:
         mbs = r["xml_bytes"] / 1e6 / r["wall_s"]
         tok = r.get("tokens")
+        step = r["step"] + (f" ({r['layout']})" if r.get("layout", "single") != "single" else "")
         rows.append([
-            r["pipeline"], r["step"], f"{r['wall_s']:.1f}", f"**{mbs:.1f}**" if "tokens" in r else f"{mbs:.1f}",
+            r["pipeline"], step, f"{r['wall_s']:.1f}", f"**{mbs:.1f}**" if "tokens" in r else f"{mbs:.1f}",
             f"{tok / 1e6:.1f} M" if tok else "", f"{tok / r['wall_s'] / 1e6:.2f} M" if tok else "",
             f"{r['docs']:,}" if "docs" in r else "", f"{r['text_bytes'] / 1e6:,.0f}" if "text_bytes" in r else "",
             f"{r['cpu_s']:.1f}", f"{r['max_rss_mib']:.0f}",
@@ -242,6 +272,17 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int) -
         x = classic["wall_s"] / add["wall_s"]
         targets.append([f"wikigpt add vs classic pipeline ({n} threads)", f"{x:.2f}×", "≥ 6×",
                         "yes" if x >= 6 else "**no**"])
+    for layout in ("single", "multistream"):
+        xs = []
+        for run in range(runs):
+            a = next((r for r in every if is_add(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
+            c = next((r for r in every if is_cat(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
+            if a and c:
+                xs.append(c["wall_s"] / a["wall_s"])  # same XML: the ratio of speeds
+        if xs:
+            targets.append([f"wikigpt add vs wikigpt cat, {n} threads, {'single stream' if layout == 'single' else layout}",
+                            " / ".join(f"{x:.2f}×" for x in xs), "≥ 0.8×",
+                            "yes" if all(x >= 0.8 for x in xs) else "**no**"])
     if toks:
         trows = []
         for r in toks:
@@ -257,7 +298,8 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int) -
                          "identical"], trows)]
     if targets:
         lines += ["", table(["target", "measured", "goal", "met"], targets)]
-    adds = sorted((r for r in e2e if r["pipeline"] == "wikigpt"), key=lambda r: r["corpus_mb"])
+    adds = sorted((r for r in e2e if is_add(r) and r.get("layout", "single") == "single" and r.get("run", 0) == 0),
+                  key=lambda r: r["corpus_mb"])
     if len(adds) > 1:
         lines += ["", f"Peak RSS of `wikigpt add` against the part's size ({n} threads):", "",
                   table(["MB of XML", "peak RSS MiB", "MB/s of XML", "wall s"],
@@ -290,6 +332,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tok-mb", type=int, default=50,
                     help="size of the repeated 'corpus' text for the tokenizer comparison (0: unique text only)")
     ap.add_argument("--skip", default="", help=f"comma-separated, from: {', '.join(SKIPPABLE)}")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="rounds of cat + add on the main corpus (single stream and multistream), interleaved")
     args = ap.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if skip - set(SKIPPABLE):
@@ -323,7 +367,12 @@ def main(argv=None) -> int:
         if "classic" not in skip:
             e2e += run_classic(corpus, n, scratch, log)
         if "add" not in skip:
-            e2e.append(run_add(corpus, n, scratch, log))
+            for run in range(max(1, args.runs)):
+                if args.runs > 1:
+                    log(f" run {run + 1} of {args.runs} (load average {os.getloadavg()[0]:.2f})")
+                for layout in ("single", "multistream"):
+                    e2e.append({**run_cat(corpus, n, layout, log), "run": run})
+                    e2e.append({**run_add(corpus, n, scratch, log, layout), "run": run})
         if small:
             warm_cache(small.bz2)
             e2e.append(run_add(small, n, scratch, log))
@@ -333,7 +382,7 @@ def main(argv=None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     ctx["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
 
-    md = report(ctx, e2e, toks, corpus.size_mb, n)
+    md = report(ctx, e2e, toks, corpus.size_mb, n, max(1, args.runs))
     print(md)
     out: Optional[Path] = args.out or (_corpus.WORK / f"shards-{corpus.size_mb}MB.json")
     out.parent.mkdir(parents=True, exist_ok=True)
