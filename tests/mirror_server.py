@@ -93,7 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
                 n = step if drop_at is None else min(step, drop_at - sent)
                 if n <= 0:
                     break
-                if is_file and m.chunk_delay:  # before the chunk, so the transfer ends (and is counted) at its last byte
+                # before the chunk, so the transfer ends (and is counted) at its last byte
+                if is_file and m.chunk_delay:
                     time.sleep(m.chunk_delay)
                 self.wfile.write(body[sent:sent + n])
                 sent += n

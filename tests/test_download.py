@@ -18,10 +18,10 @@ import pytest
 
 from mirror_server import DATE, WIKI, MirrorServer, build_mirror
 from wikigpt import cli
-from wikigpt.data import dumps
-from wikigpt.data.dumps import FileTask, Progress, fetch_file, user_agent
+from wikigpt.data import download, dumps
+from wikigpt.data.download import FileTask, fetch_file, user_agent
 from wikigpt.errors import ChecksumError, DiskSpaceError, DownloadError
-
+from wikigpt.util.progress import TransferProgress
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def info(mirror_root) -> dict:
 
 @pytest.fixture(autouse=True)
 def _fast_index_retries(monkeypatch):
-    monkeypatch.setattr(dumps, "INDEX_BACKOFF", 0.01)
+    monkeypatch.setattr(download, "INDEX_BACKOFF", 0.01)
 
 
 def source(mirror_root: Path, name: str) -> bytes:
@@ -154,7 +154,8 @@ def test_size_disagreeing_with_content_length_is_refused(server, info, tmp_path)
     size, sha1 = info["sizes"][name], info["sha1"][name]
     url = f"{server.base}/{WIKI}/{DATE}/{name}"
     for wrong in (size - 1, size + 1):
-        with pytest.raises(DownloadError, match=rf"the server sends {size} bytes, the dump index says {wrong}; refusing"):
+        refused = rf"the server sends {size} bytes, the dump index says {wrong}; refusing"
+        with pytest.raises(DownloadError, match=refused):
             fetch_file(FileTask(url, tmp_path / name, wrong, sha1), backoff=0.01)
         assert not (tmp_path / name).exists()
     # the same check on a resume, through Content-Range
@@ -244,7 +245,8 @@ def test_ctrl_c_leaves_resumable_part(server, mirror_root, info, tmp_path):
         "import sys; from wikigpt import cli; cli._COMMAND_MODULES = ['wikigpt.data.dumps']; "
         "sys.exit(cli.main(sys.argv[1:]))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(dumps.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    package_root = str(Path(dumps.__file__).parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "download", "--date", DATE, "--parts", "1", "--dest", str(tmp_path),
          "--mirror", server.base], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -277,8 +279,9 @@ class FakeTTY(io.StringIO):
 def test_progress_redraws_at_most_4_per_second():
     now = [100.0]
     out = FakeTTY()
-    task = FileTask("http://x/a", Path("enwiki-20240101-pages-articles1.xml-p1p2.bz2"), 20_000_000, "0" * 40, "articles1")
-    prog = Progress(total=20_000_000, stream=out, clock=lambda: now[0])
+    name = Path("enwiki-20240101-pages-articles1.xml-p1p2.bz2")
+    task = FileTask("http://x/a", name, 20_000_000, "0" * 40, "articles1")
+    prog = TransferProgress(total=20_000_000, stream=out, clock=lambda: now[0])
     prog.start(task)
     for _ in range(100):  # 100 updates within the same instant: one redraw
         prog.advance(task, 10_000)
@@ -297,7 +300,7 @@ def test_progress_redraws_at_most_4_per_second():
 
 def test_progress_quiet_when_not_a_tty(server, tmp_path):
     out = io.StringIO()
-    prog = Progress(total=5, stream=out)
+    prog = TransferProgress(total=5, stream=out)
     task = FileTask("http://x/a", tmp_path / "a.bz2", 5, "0" * 40)
     prog.start(task)
     prog.advance(task, 5)
