@@ -181,10 +181,10 @@ def _classify(url: str, e: BaseException, proxy: Optional[str] = None) -> BaseEx
     """Map a urllib3 failure to _Retry (worth another try) or a one-line DownloadError."""
     if isinstance(e, MaxRetryError) and e.reason is not None:  # what failed, behind urllib3's retry bookkeeping
         e = e.reason
-    cause = getattr(e, "__cause__", None)
-    why = getattr(cause, "strerror", None) or cause or e
     if isinstance(e, ProxyError):
-        return _Retry(f"cannot reach the proxy {_host(proxy or '')} (from the environment's proxy settings): {why}")
+        return _Retry(f"cannot reach the proxy {_host(proxy or '')} (from the environment's proxy settings): "
+                      f"{_why(getattr(e, 'original_error', None) or e)}")
+    why = _why(e)
     if isinstance(e, NameResolutionError):  # DNS: retrying in a few seconds will not fix it
         return DownloadError(f"cannot resolve {_host(url)} ({why}): no network, or a wrong --mirror?")
     if isinstance(e, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
@@ -196,6 +196,12 @@ def _classify(url: str, e: BaseException, proxy: Optional[str] = None) -> BaseEx
     if isinstance(e, (HTTPError, OSError)):
         return _Retry(f"connection failed: {type(e).__name__}: {e}")
     return e
+
+
+def _why(e: BaseException) -> str:
+    """The socket's own words ('Connection refused') rather than urllib3's wrapping of them, where there are some."""
+    cause = e.__cause__
+    return str(getattr(cause, "strerror", None) or cause or e)
 
 
 def _status_error(url: str, resp: urllib3.BaseHTTPResponse) -> BaseException:
