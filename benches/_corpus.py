@@ -68,7 +68,7 @@ class Corpus:
 
 
 def split_sample(xml: bytes) -> tuple[bytes, list[bytes], bytes]:
-    """The sample XML → (header up to the first <page>, the page elements with their indentation and newline, footer)."""
+    """The sample XML → (header up to the first <page>, the page elements with indentation and newline, footer)."""
     start = xml.find(b"  <page>")
     if start < 0:
         raise ValueError(f"{SAMPLE}: no <page> element found")

@@ -68,7 +68,8 @@ def main(argv=None) -> int:
                 rows.append([tool, str(n), f"{m.wall_s:.1f}", f"**{mbs:.1f}**", f"{m.cpu_s:.1f}",
                              f"{mbs / base:.2f}×" if base else "", f"{mbs / vs_lb:.2f}×" if vs_lb else "",
                              f"{m.max_rss_mib:.0f}"])
-                print(f"  {tool:<16} -p {n:<3} {m.wall_s:7.1f} s {mbs:7.1f} MB/s  cpu {m.cpu_s:6.1f} s", file=sys.stderr)
+                print(f"  {tool:<16} -p {n:<3} {m.wall_s:7.1f} s {mbs:7.1f} MB/s  cpu {m.cpu_s:6.1f} s",
+                      file=sys.stderr)
     print(table(["tool", "threads", "wall s", "MB/s of XML", "CPU s", f"× {counts[0]} thread", "× lbzip2",
                  "peak RSS MiB"], rows))
     return 0

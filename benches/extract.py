@@ -271,7 +271,8 @@ def run_job(job: Job, corpus: _corpus.Corpus, scratch: Path, log=print) -> dict:
     m = measure(job.tool, job.build(src, out), hash_stdout=job.kind == "cat")
     m.check_rc()
     res = {"tool": job.tool, "key": job.key, "layout": job.layout, "threads": job.threads, "kind": job.kind,
-           "corpus_mb": corpus.size_mb, "xml_bytes": corpus.xml_bytes, "xml_mb_per_s": corpus.xml_bytes / 1e6 / m.wall_s,
+           "corpus_mb": corpus.size_mb, "xml_bytes": corpus.xml_bytes,
+           "xml_mb_per_s": corpus.xml_bytes / 1e6 / m.wall_s,
            **{k: v for k, v in asdict(m).items() if k not in ("label", "extra")}}
     if job.kind == "cat":
         res["ok"] = m.stdout_sha256 == corpus.xml_sha256 and m.stdout_bytes == corpus.xml_bytes

@@ -122,7 +122,8 @@ def run_classic(corpus: _corpus.Corpus, n: int, scratch: Path, log) -> List[dict
     shutil.rmtree(wx_dir, ignore_errors=True)
     out_bin.unlink()
     rows = []
-    for m, step in ((m1, f"wikiextractor --processes {n} --json"), (m2, f"tiktoken encode_ordinary_batch, {n} threads")):
+    steps = ((m1, f"wikiextractor --processes {n} --json"), (m2, f"tiktoken encode_ordinary_batch, {n} threads"))
+    for m, step in steps:
         rows.append({"pipeline": "classic", "step": step, "wall_s": m.wall_s, "cpu_s": m.cpu_s,
                      "max_rss_mib": m.max_rss_mib, "cmd": m.cmd})
     rows.append({"pipeline": "classic", "step": "total", "wall_s": m1.wall_s + m2.wall_s, "cpu_s": m1.cpu_s + m2.cpu_s,
@@ -145,7 +146,8 @@ def run_cat(corpus: _corpus.Corpus, n: int, layout: str, log) -> dict:
     m.check_rc()
     if m.stdout_sha256 != corpus.xml_sha256:
         raise RuntimeError(f"wikigpt cat {src}: output differs from the corpus XML")
-    log(f"  wikigpt cat ({corpus.size_mb} MB, {layout}): {m.wall_s:.1f} s, {corpus.xml_bytes / 1e6 / m.wall_s:.1f} MB/s")
+    mbs = corpus.xml_bytes / 1e6 / m.wall_s
+    log(f"  wikigpt cat ({corpus.size_mb} MB, {layout}): {m.wall_s:.1f} s, {mbs:.1f} MB/s")
     return {"pipeline": "wikigpt", "step": f"wikigpt cat --processes {n}", "layout": layout, "wall_s": m.wall_s,
             "cpu_s": m.cpu_s, "max_rss_mib": m.max_rss_mib, "corpus_mb": corpus.size_mb,
             "xml_bytes": corpus.xml_bytes, "cmd": m.cmd}
@@ -220,8 +222,8 @@ def run_tokenizers(n: int, tok_mb: int, log) -> List[dict]:
         for t in sorted({1, n}):
             enc.encode_ordinary_batch(texts[:8], num_threads=t)  # warm both (regex compile, thread start)
             wikigpt.encode_batch(texts[:8], threads=t)
-            s_tt, out_tt = timed(lambda: enc.encode_ordinary_batch(texts, num_threads=t), reps)
-            s_wg, out_wg = timed(lambda: wikigpt.encode_batch(texts, threads=t), reps)
+            s_tt, out_tt = timed(lambda texts=texts, t=t: enc.encode_ordinary_batch(texts, num_threads=t), reps)
+            s_wg, out_wg = timed(lambda texts=texts, t=t: wikigpt.encode_batch(texts, threads=t), reps)
             ntok = sum(len(x) for x in out_tt)
             same = identical(out_wg, out_tt)
             del out_tt, out_wg
@@ -265,8 +267,8 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
             f"{classic['wall_s'] / r['wall_s']:.2f}×" if classic and "tokens" in r else "",
         ])
     if rows:
-        lines.append(table(["pipeline", "step", "wall s", "MB/s of XML", "tokens", "tokens/s", "documents", "text MB", "CPU s",
-                            "peak RSS MiB", "speed × classic"], rows))
+        lines.append(table(["pipeline", "step", "wall s", "MB/s of XML", "tokens", "tokens/s", "documents", "text MB",
+                            "CPU s", "peak RSS MiB", "speed × classic"], rows))
     targets = []
     if classic and add:
         x = classic["wall_s"] / add["wall_s"]
@@ -280,7 +282,8 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
             if a and c:
                 xs.append(c["wall_s"] / a["wall_s"])  # same XML: the ratio of speeds
         if xs:
-            targets.append([f"wikigpt add vs wikigpt cat, {n} threads, {'single stream' if layout == 'single' else layout}",
+            what = "single stream" if layout == "single" else layout
+            targets.append([f"wikigpt add vs wikigpt cat, {n} threads, {what}",
                             " / ".join(f"{x:.2f}×" for x in xs), "≥ 0.8×",
                             "yes" if all(x >= 0.8 for x in xs) else "**no**"])
     if toks:

@@ -210,10 +210,10 @@ def test_part_val_loss_is_computed_on_that_parts_pages(grown):
     re-evaluating the final checkpoint on them gives the numbers in metrics.jsonl."""
     import torch
 
-    from wikigpt.training.loader import TokenData, evaluate
     from wikigpt.data.dataset import Dataset
-    from wikigpt.training.model import GPT
     from wikigpt.data.shards import read_shard
+    from wikigpt.training.loader import TokenData, evaluate
+    from wikigpt.training.model import GPT
 
     g = grown
     ds = Dataset(g.out / "data")
@@ -310,7 +310,7 @@ def test_report_numbers_match_metrics(grown):
         assert f"]({png})" in report
     assert load_plan(g.out / "plan.toml").stages[1].mix == {"old": 0.3, "new": 0.7}
     assert PLAN.strip() in report
-    for name, run in runs:
+    for _name, run in runs:
         smp = json.loads((run / "grow_samples.json").read_text())
         assert [s["prompt"] for s in smp["samples"]] == ["The history of", "In mathematics,"]
         for s in smp["samples"]:
@@ -464,12 +464,11 @@ def test_download_stage_adds_parts_once_and_deletes_dumps(tmp_path, monkeypatch)
     """wiki + date 'latest': resolved once, each stage's part downloaded from a (local) mirror, added, deleted."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from mirror_server import MirrorServer, build_mirror
-
-    from wikigpt.data import dumps
+    from wikigpt.data import download
     from wikigpt.data.dataset import Dataset
     from wikigpt.experiments.grow import _add_stage_parts
 
-    monkeypatch.setattr(dumps, "INDEX_BACKOFF", 0.01)
+    monkeypatch.setattr(download, "INDEX_BACKOFF", 0.01)
     root = tmp_path / "mirror"
     root.mkdir()
     build_mirror(root)

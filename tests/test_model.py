@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 import torch
-from nanogpt_reference import RefConfig, RefGPT, write_nanogpt_checkpoint
 
-from wikigpt.training.checkpoint import load_checkpoint, save_checkpoint
+from nanogpt_reference import RefConfig, RefGPT, write_nanogpt_checkpoint
 from wikigpt.errors import CheckpointError, ConfigError
+from wikigpt.training.checkpoint import load_checkpoint, save_checkpoint
 from wikigpt.training.model import GPT, GPTConfig, preset_config
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=50304)

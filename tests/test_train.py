@@ -209,7 +209,6 @@ def test_char_level_nanogpt_checkpoint_is_refused_in_one_line(sample_dataset, tm
     """nanoGPT's shakespeare_char checkpoints (65 ids) cannot read GPT-2 tokens: a clear error, not an IndexError in
     the embedding; and with --overwrite, the run it would have replaced stays as it was."""
     from nanogpt_reference import RefConfig, RefGPT, write_nanogpt_checkpoint
-
     from wikigpt.training.trainer import sample
 
     char = tmp_path / "char" / "ckpt.pt"

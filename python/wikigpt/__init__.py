@@ -38,10 +38,10 @@ _LAZY = {
     "encode_batch": "wikigpt.data.tokens",
     "Dataset": "wikigpt.data.dataset",
     # dumps index and downloads
-    "list_parts": "wikigpt.data.dumps",
+    "list_parts": "wikigpt.data.index",
     "download": "wikigpt.data.dumps",
-    "Part": "wikigpt.data.dumps",
-    "DumpFile": "wikigpt.data.dumps",
+    "Part": "wikigpt.data.index",
+    "DumpFile": "wikigpt.data.index",
     # model and training (torch)
     "GPT": "wikigpt.training.model",
     "GPTConfig": "wikigpt.training.model",
@@ -88,8 +88,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from .data.dataset import Dataset
-    from .data.dumps import DumpFile, Part, download, list_parts
+    from .data.dumps import download
     from .data.extract import Article, cat, extract_parallel, iter_articles
+    from .data.index import DumpFile, Part, list_parts
     from .data.tokens import encode_batch, tokenizer
     from .experiments.grow import load_plan
     from .experiments.report import write_report

@@ -1,5 +1,6 @@
-"""The data stages, in pipeline order: `dumps` (dump index, estimates, downloads) → `extract` (bz2 → XML → clean
-text, on the Rust core) → `tokens` (GPT-2 BPE) → `dataset` (token shards per dump part, `manifest.json`) with
+"""The data stages, in pipeline order: `index` (a dump's dumpstatus.json and sha1sums: its parts), `estimate` (disk
+and time before a download), `download` (the transfer engine) and `dumps` (their commands) → `extract` (bz2 → XML →
+clean text, on the Rust core) → `tokens` (GPT-2 BPE) → `dataset` (token shards per dump part, `manifest.json`) with
 `shards` (the llm.c shard format). The bundled real sample lives in `sample/`."""
 
 from pathlib import Path

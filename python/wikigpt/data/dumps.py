@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from ..errors import ConfigError, DiskSpaceError, DownloadError
 from ..util.fmt import human_bytes
-from .download import INDEX_BACKOFF, FileTask, fetch_files
+from .download import FileTask, fetch_files
 from .estimate import (
     add_seconds,
     add_speed,
@@ -54,10 +54,9 @@ from .index import (
 )
 
 # What is imported from here: the public API (wikigpt.download, .list_parts, .Part, .DumpFile, resolved through
-# wikigpt/__init__.py's _LAZY), add --download's arguments, and what experiments/grow.py uses. INDEX_BACKOFF is
-# download.py's; it is named here only because tests/test_grow.py still patches it on this module (to no effect).
+# wikigpt/__init__.py's _LAZY) and add --download's arguments; the index's names are re-exported for older imports.
 __all__ = ["download", "add_download_arguments", "add_cli", "list_parts", "resolve_date", "Part", "DumpFile",
-           "check_wiki", "check_date", "INDEX_BACKOFF"]
+           "check_wiki", "check_date"]
 
 
 def download(

@@ -16,6 +16,9 @@ wikigpt adds:
 Every load uses torch.load(weights_only=True): a checkpoint is data, and unpickling arbitrary objects would let a
 downloaded file run code. Writes are atomic (temp file, fsync, rename), so a run killed mid-save keeps its previous
 checkpoint.
+
+This module is the file format only; building a GPT from a loaded dict (model_args -> GPTConfig, checking the
+weights' names and shapes) is in model.py, which imports this one and not the other way round.
 """
 
 from __future__ import annotations
@@ -27,12 +30,10 @@ from typing import Any
 
 import torch
 
-from ..util.io import atomic_open
 from ..errors import CheckpointError
-from .model import GPT, GPTConfig
+from ..util.io import atomic_open
 
 CHECKPOINT_NAME = "ckpt.pt"
-_ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size")
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
@@ -98,90 +99,6 @@ def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             continue
         out[k] = v
     return out
-
-
-def config_from_model_args(model_args: Any, source: str = "checkpoint") -> GPTConfig:
-    """nanoGPT's model_args -> GPTConfig (unknown keys ignored; dropout and bias default as nanoGPT's)."""
-    if not isinstance(model_args, dict):
-        raise CheckpointError(f"{source}: model_args is a {type(model_args).__name__}, expected a dict")
-    missing = [k for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size") if k not in model_args]
-    if missing:
-        raise CheckpointError(f"{source}: model_args lacks {', '.join(missing)}")
-    try:
-        return GPTConfig(
-            n_layer=int(model_args["n_layer"]),
-            n_head=int(model_args["n_head"]),
-            n_embd=int(model_args["n_embd"]),
-            block_size=int(model_args["block_size"]),
-            vocab_size=int(model_args["vocab_size"]),
-            bias=bool(model_args.get("bias", True)),
-            dropout=float(model_args.get("dropout", 0.0)),
-        )
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: bad model_args: {e}") from None
-
-
-def check_state_dict(model: GPT, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Raise one clear CheckpointError if the weights do not fit the model (names or shapes)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
-    if wrong:
-        problems.append(f"shapes differ: {'; '.join(wrong[:3])} (checkpoint vs model)")
-    if problems:
-        raise CheckpointError(f"{source}: weights do not match the architecture in model_args: {', '.join(problems)}")
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint", **overrides: Any) -> GPT:
-    """Build a GPT from a loaded checkpoint dict. `overrides`: dropout, kernels, or a block_size no larger than the
-    checkpoint's (the position embeddings are cropped)."""
-    cfg = config_from_model_args(ckpt["model_args"], source)
-    block_size = overrides.pop("block_size", None)
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        if k not in ("dropout", "kernels"):
-            raise CheckpointError(f"{source}: cannot override {k!r} of a trained model")
-        setattr(cfg, k, v)
-    model = GPT(cfg)
-    sd = clean_state_dict(ckpt["model"])
-    check_state_dict(model, sd, source)
-    model.load_state_dict(sd)
-    if block_size is not None and block_size != cfg.block_size:
-        model.crop_block_size(int(block_size))
-    return model
-
-
-def check_gpt2_vocab(cfg: GPTConfig, source: str) -> None:
-    """Raise if the model cannot read GPT-2 token ids: every dataset and every sample here is GPT-2 BPE (ids up to
-    50256), so a checkpoint trained on another tokenizer (nanoGPT's shakespeare_char has 65 ids) would fail with an
-    index error deep in the embedding on the first batch."""
-    from ..data.tokens import N_VOCAB
-
-    if cfg.vocab_size < N_VOCAB:
-        raise CheckpointError(
-            f"{source}: its vocabulary has {cfg.vocab_size} ids, but wikigpt's data and samples are GPT-2 BPE "
-            f"({N_VOCAB} ids): this model was trained with another tokenizer (e.g. nanoGPT's shakespeare_char) and "
-            "cannot continue on or sample GPT-2 tokens")
-
-
-def check_same_architecture(cfg: GPTConfig, ckpt: dict[str, Any], source: str) -> None:
-    """Raise if a checkpoint's architecture differs from the one asked for (e.g. --resume with another preset)."""
-    other = config_from_model_args(ckpt["model_args"], source)
-    diffs = [f"{k} {getattr(other, k)} (checkpoint) vs {getattr(cfg, k)}" for k in _ARCH_KEYS
-             if getattr(other, k) != getattr(cfg, k)]
-    if diffs:
-        raise CheckpointError(f"{source}: checkpoint of a different architecture: {', '.join(diffs)}")
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> None:

@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
+from .checkpoint import clean_state_dict, load_checkpoint
 
 
 @dataclass
@@ -340,8 +341,96 @@ class GPT(nn.Module):
 
         `overrides` may set `dropout`, `kernels` or a smaller `block_size`; the rest of the architecture comes from
         the checkpoint. Raises wikigpt.CheckpointError for a missing, corrupt or mismatched checkpoint."""
-        from .checkpoint import load_checkpoint, model_from_checkpoint
-
         ckpt = load_checkpoint(path, map_location=device)
         model = model_from_checkpoint(ckpt, source=str(path), **overrides)
         return model.to(device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a GPT from a loaded checkpoint dict (ours or nanoGPT's: see checkpoint.py for the format)
+
+_ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size")
+
+
+def config_from_model_args(model_args: Any, source: str = "checkpoint") -> GPTConfig:
+    """nanoGPT's model_args -> GPTConfig (unknown keys ignored; dropout and bias default as nanoGPT's)."""
+    if not isinstance(model_args, dict):
+        raise CheckpointError(f"{source}: model_args is a {type(model_args).__name__}, expected a dict")
+    missing = [k for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size") if k not in model_args]
+    if missing:
+        raise CheckpointError(f"{source}: model_args lacks {', '.join(missing)}")
+    try:
+        return GPTConfig(
+            n_layer=int(model_args["n_layer"]),
+            n_head=int(model_args["n_head"]),
+            n_embd=int(model_args["n_embd"]),
+            block_size=int(model_args["block_size"]),
+            vocab_size=int(model_args["vocab_size"]),
+            bias=bool(model_args.get("bias", True)),
+            dropout=float(model_args.get("dropout", 0.0)),
+        )
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: bad model_args: {e}") from None
+
+
+def check_state_dict(model: GPT, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Raise one clear CheckpointError if the weights do not fit the model (names or shapes)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"shapes differ: {'; '.join(wrong[:3])} (checkpoint vs model)")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match the architecture in model_args: {', '.join(problems)}")
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint", **overrides: Any) -> GPT:
+    """Build a GPT from a loaded checkpoint dict. `overrides`: dropout, kernels, or a block_size no larger than the
+    checkpoint's (the position embeddings are cropped)."""
+    cfg = config_from_model_args(ckpt["model_args"], source)
+    block_size = overrides.pop("block_size", None)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k not in ("dropout", "kernels"):
+            raise CheckpointError(f"{source}: cannot override {k!r} of a trained model")
+        setattr(cfg, k, v)
+    model = GPT(cfg)
+    sd = clean_state_dict(ckpt["model"])
+    check_state_dict(model, sd, source)
+    model.load_state_dict(sd)
+    if block_size is not None and block_size != cfg.block_size:
+        model.crop_block_size(int(block_size))
+    return model
+
+
+def check_gpt2_vocab(cfg: GPTConfig, source: str) -> None:
+    """Raise if the model cannot read GPT-2 token ids: every dataset and every sample here is GPT-2 BPE (ids up to
+    50256), so a checkpoint trained on another tokenizer (nanoGPT's shakespeare_char has 65 ids) would fail with an
+    index error deep in the embedding on the first batch."""
+    from ..data.tokens import N_VOCAB
+
+    if cfg.vocab_size < N_VOCAB:
+        raise CheckpointError(
+            f"{source}: its vocabulary has {cfg.vocab_size} ids, but wikigpt's data and samples are GPT-2 BPE "
+            f"({N_VOCAB} ids): this model was trained with another tokenizer (e.g. nanoGPT's shakespeare_char) and "
+            "cannot continue on or sample GPT-2 tokens")
+
+
+def check_same_architecture(cfg: GPTConfig, ckpt: dict[str, Any], source: str) -> None:
+    """Raise if a checkpoint's architecture differs from the one asked for (e.g. --resume with another preset)."""
+    other = config_from_model_args(ckpt["model_args"], source)
+    diffs = [f"{k} {getattr(other, k)} (checkpoint) vs {getattr(cfg, k)}" for k in _ARCH_KEYS
+             if getattr(other, k) != getattr(cfg, k)]
+    if diffs:
+        raise CheckpointError(f"{source}: checkpoint of a different architecture: {', '.join(diffs)}")

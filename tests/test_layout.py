@@ -1,0 +1,74 @@
+"""The package's shape (issue 14): no module imports the package's `__init__` (it only re-exports the public names),
+and no two modules import each other, directly or round a longer circle. Imports inside functions count too: a
+lazy import that closes a circle still ties the two modules together."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "python" / "wikigpt"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The wikigpt modules that `name` imports (resolved: `from .x import y` is module x, or x.y if that is one)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("wikigpt"):
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                out.add(sub if sub in known or sub == "wikigpt._core" else target)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("wikigpt"))
+    out.discard(name)
+    return out
+
+
+def test_no_module_imports_the_package_init():
+    known = modules()
+    offenders = {name: "wikigpt" for name, path in known.items()
+                 if name != "wikigpt" and "wikigpt" in imports_of(name, path, known)}
+    assert not offenders, f"these import names from wikigpt/__init__.py: {sorted(offenders)}"
+
+
+def test_no_import_circles():
+    known = modules()
+    graph = {name: {t for t in imports_of(name, path, known) if t in known and t != "wikigpt"}
+             for name, path in known.items()}
+    # a subpackage's __init__ importing its own modules is how packages re-export: not a circle
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not (known[name].name == "__init__.py" and t.startswith(name + "."))}
+    circles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                circles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
