@@ -2,7 +2,7 @@
 
     wikigpt grow plan.toml --out runs/growth                          # the stages of the plan, in order
     wikigpt grow plan.toml --out runs/growth --compare all-at-once    # + the same token budget from scratch
-    wikigpt report runs/growth                                        # report.md + PNGs (see wikigpt.experiments.report)
+    wikigpt report runs/growth                                        # report.md + PNGs (experiments/report.py)
 
 A plan (TOML; examples/growth-plan.toml documents every field) names where the dump parts come from, the model, the
 training defaults, the evaluation, and the stages. Each stage adds its parts to the dataset (downloading them first
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from ..util.io import exclusive_lock
 from ..errors import ConfigError, WikiGPTError
+from ..util.io import exclusive_lock
 
 STATE_VERSION = 1
 COMPARE_MODES = ("all-at-once",)
@@ -252,22 +252,37 @@ def _check_train_table(c: _Checker, table: dict, where: str) -> dict[str, Any]:
 
 def load_plan(path: Union[str, os.PathLike]) -> Plan:
     """Read and validate a plan; every error is a ConfigError naming the file and the field."""
-    from ..training.trainer import TrainConfig, _check_config
-
     path = Path(path)
+    text = _read_plan_text(path)
+    doc = _toml_load(text, path)
+    c = _Checker(path)
+    c.keys(doc, ("dump", "dataset", "model", "train", "eval", "stage", "compare"), "plan")
+    dump = _check_dump(c, c.table(doc, "dump"))
+    dataset = _check_dataset(c, c.table(doc, "dataset"))
+    model = _check_model(c, c.table(doc, "model"))
+    eval_t = c.table(doc, "eval")
+    ev = _check_eval(c, eval_t)
+    train = _check_train_section(c, c.table(doc, "train"), eval_t)
+    stages = _check_stages(c, doc.get("stage"), dump, train, base=path.resolve().parent)
+    compare = _check_compare(c, c.table(doc, "compare"), stages)
+    plan = Plan(path=path.resolve(), text=text, dump=dump, dataset=dataset, model=model, train=train, eval=ev,
+                stages=stages, compare=compare)
+    train.pop("mix", None)  # each stage carries its own (resolved at run time)
+    _check_as_train_configs(c, plan)
+    return plan
+
+
+def _read_plan_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such plan file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the plan: {e}") from None
-    doc = _toml_load(text, path)
-    c = _Checker(path)
-    c.keys(doc, ("dump", "dataset", "model", "train", "eval", "stage", "compare"), "plan")
-    base = path.resolve().parent
 
-    # [dump]
-    dump_t = c.table(doc, "dump")
+
+def _check_dump(c: _Checker, dump_t: dict) -> dict[str, Any]:
+    """[dump]: where the parts come from: wiki + date (downloaded from a mirror), or cuts of the bundled sample."""
     c.keys(dump_t, _DUMP_KEYS, "[dump]")
     dump: dict[str, Any] = {}
     for k in ("wiki", "date", "dumps_dir", "mirror"):
@@ -284,16 +299,18 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
     if ("wiki" in dump) != ("date" in dump):
         raise c.fail("[dump]", "name both wiki and date (date may be \"latest\")")
     if "wiki" in dump:
-        from ..data.dumps import check_date, check_wiki
+        from ..data.index import check_date, check_wiki
 
         try:
             check_wiki(dump["wiki"])
             check_date(dump["date"])
         except WikiGPTError as e:
             raise c.fail("[dump]", str(e)) from None
+    return dump
 
-    # [dataset]
-    ds_t = c.table(doc, "dataset")
+
+def _check_dataset(c: _Checker, ds_t: dict) -> dict[str, Any]:
+    """[dataset]: how `add` builds the shards."""
     c.keys(ds_t, _DATASET_KEYS, "[dataset]")
     dataset: dict[str, Any] = {}
     if "val_fraction" in ds_t:
@@ -303,9 +320,11 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
     for k, lo in (("shard_tokens", 1), ("min_chars", 0), ("processes", 1)):
         if k in ds_t:
             dataset[k] = c.int_(ds_t[k], f"[dataset].{k}", minimum=lo)
+    return dataset
 
-    # [model]
-    model_t = c.table(doc, "model")
+
+def _check_model(c: _Checker, model_t: dict) -> dict[str, Any]:
+    """[model]: the architecture, fixed for the whole experiment."""
     c.keys(model_t, _MODEL_FIELDS, "[model]")
     model = {k: _check_train_value(c, k, v, "[model]") for k, v in model_t.items()}
     if "preset" in model:
@@ -313,9 +332,11 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
 
         if model["preset"] not in PRESETS:
             raise c.fail("[model].preset", f"{model['preset']!r}: choose one of {', '.join(PRESETS)}")
+    return model
 
-    # [eval]
-    eval_t = c.table(doc, "eval")
+
+def _check_eval(c: _Checker, eval_t: dict) -> dict[str, Any]:
+    """[eval]: the samples written at the end of every stage (its eval_interval / eval_iters go to the trainer)."""
     c.keys(eval_t, _EVAL_KEYS, "[eval]")
     prompts = eval_t.get("prompts", DEFAULT_PROMPTS)
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
@@ -328,83 +349,115 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
     }
     if ev["temperature"] < 0:
         raise c.fail("[eval].temperature", "must not be negative")
+    return ev
 
-    # [train]; eval_interval / eval_iters may sit in [eval] (they are eval settings) or in [train], not both
-    train_t = c.table(doc, "train")
+
+def _check_train_section(c: _Checker, train_t: dict, eval_t: dict) -> dict[str, Any]:
+    """[train]: the trainer's defaults for every stage. eval_interval / eval_iters may sit in [eval] (they are
+    evaluation settings) or in [train], not both."""
     train = _check_train_table(c, train_t, "[train]")
     for k in ("eval_interval", "eval_iters"):
         if k in eval_t:
             if k in train_t:
                 raise c.fail(f"[eval].{k}", "also set in [train]: keep one")
             train[k] = _check_train_value(c, k, eval_t[k], "[eval]")
+    return train
 
-    # [[stage]]
-    stages_t = doc.get("stage")
+
+def _check_stages(c: _Checker, stages_t: Any, dump: dict, train: dict, base: Path) -> list[Stage]:
+    """[[stage]]: in order, each with a unique name, a token budget, the parts or files it adds (each added by one
+    stage only) and its own trainer settings."""
     if not isinstance(stages_t, list) or not stages_t:
         raise c.fail("[[stage]]", "the plan has no stages (add [[stage]] tables with name, parts or files, tokens)")
     stages: list[Stage] = []
     seen_parts: dict[int, str] = {}
     seen_files: dict[Path, str] = {}
     for i, st in enumerate(stages_t, start=1):
-        if not isinstance(st, dict):
-            raise c.fail(f"[[stage]] #{i}", "expected a table")
-        if "name" not in st:
-            raise c.fail(f"[[stage]] #{i}", "no name (e.g. name = \"p1\")")
-        name = c.str_(st["name"], f"[[stage]] #{i}.name")
+        name = _check_stage_name(c, st, i, stages)
         where = f"stage {name!r}"
-        if not _NAME_RE.match(name):
-            raise c.fail(f"{where}.name", "use letters, digits, '.', '_' or '-' (it names a folder)")
-        if any(s.name == name for s in stages):
-            raise c.fail(f"{where}.name", "two stages have this name")
         if "tokens" not in st:
             raise c.fail(where, "no token budget (tokens = 2e8: tokens to train in this stage)")
         tokens = c.float_(st["tokens"], f"{where}.tokens", positive=True)
-        parts: list[int] = []
-        if "parts" in st:
-            if not isinstance(st["parts"], list):
-                raise c.fail(f"{where}.parts", "expected a list of part numbers, e.g. [2, 3]")
-            parts = [c.int_(p, f"{where}.parts", minimum=1) for p in st["parts"]]
-            if "wiki" not in dump and "sample_parts" not in dump:
-                raise c.fail(f"{where}.parts", "part numbers need [dump] wiki and date (or sample_parts); "
-                                               "use files = [...] for local dump files")
-            if "sample_parts" in dump and any(p > dump["sample_parts"] for p in parts):
-                raise c.fail(f"{where}.parts", f"the sample is cut into {dump['sample_parts']} parts, numbered "
-                                               f"1..{dump['sample_parts']}")
-            for p in parts:
-                if p in seen_parts:
-                    raise c.fail(f"{where}.parts", f"part {p} is already added by stage {seen_parts[p]!r}")
-                seen_parts[p] = name
-        files: list[Path] = []
-        if "files" in st:
-            if not isinstance(st["files"], list) or not all(isinstance(f, str) for f in st["files"]):
-                raise c.fail(f"{where}.files", "expected a list of paths (relative to the plan file)")
-            for f in st["files"]:
-                p = (base / f).resolve()
-                if not p.is_file():
-                    raise c.fail(f"{where}.files", f"{p}: no such file")
-                if p in seen_files:
-                    raise c.fail(f"{where}.files", f"{f} is already added by stage {seen_files[p]!r}")
-                seen_files[p] = name
-                files.append(p)
+        parts = _check_stage_parts(c, st, where, name, dump, seen_parts)
+        files = _check_stage_files(c, st, where, name, base, seen_files)
         if not stages and not parts and not files:
             raise c.fail(where, "the first stage must add data: give parts = [...] or files = [...]")
         train_over = _check_train_table(c, {k: v for k, v in st.items() if k not in _STAGE_KEYS}, where)
         mix = train_over.pop("mix", train.get("mix", "tokens"))
         _check_mix_keys(c, mix, where, name, [s.name for s in stages], bool(stages), bool(parts or files))
         stages.append(Stage(name=name, tokens=tokens, parts=parts, files=files, train=train_over, mix=mix))
+    return stages
 
-    compare = _check_train_table(c, c.table(doc, "compare"), "[compare]")
+
+def _check_stage_name(c: _Checker, st: Any, i: int, earlier: list[Stage]) -> str:
+    if not isinstance(st, dict):
+        raise c.fail(f"[[stage]] #{i}", "expected a table")
+    if "name" not in st:
+        raise c.fail(f"[[stage]] #{i}", "no name (e.g. name = \"p1\")")
+    name = c.str_(st["name"], f"[[stage]] #{i}.name")
+    if not _NAME_RE.match(name):
+        raise c.fail(f"stage {name!r}.name", "use letters, digits, '.', '_' or '-' (it names a folder)")
+    if any(s.name == name for s in earlier):
+        raise c.fail(f"stage {name!r}.name", "two stages have this name")
+    return name
+
+
+def _check_stage_parts(c: _Checker, st: dict, where: str, name: str, dump: dict,
+                       seen_parts: dict[int, str]) -> list[int]:
+    """The dump part numbers a stage adds: they need a [dump] to come from, and each is added once."""
+    if "parts" not in st:
+        return []
+    if not isinstance(st["parts"], list):
+        raise c.fail(f"{where}.parts", "expected a list of part numbers, e.g. [2, 3]")
+    parts = [c.int_(p, f"{where}.parts", minimum=1) for p in st["parts"]]
+    if "wiki" not in dump and "sample_parts" not in dump:
+        raise c.fail(f"{where}.parts", "part numbers need [dump] wiki and date (or sample_parts); "
+                                       "use files = [...] for local dump files")
+    if "sample_parts" in dump and any(p > dump["sample_parts"] for p in parts):
+        raise c.fail(f"{where}.parts", f"the sample is cut into {dump['sample_parts']} parts, numbered "
+                                       f"1..{dump['sample_parts']}")
+    for p in parts:
+        if p in seen_parts:
+            raise c.fail(f"{where}.parts", f"part {p} is already added by stage {seen_parts[p]!r}")
+        seen_parts[p] = name
+    return parts
+
+
+def _check_stage_files(c: _Checker, st: dict, where: str, name: str, base: Path,
+                       seen_files: dict[Path, str]) -> list[Path]:
+    """The local dump files a stage adds (relative to the plan file): each exists and is added once."""
+    if "files" not in st:
+        return []
+    if not isinstance(st["files"], list) or not all(isinstance(f, str) for f in st["files"]):
+        raise c.fail(f"{where}.files", "expected a list of paths (relative to the plan file)")
+    files: list[Path] = []
+    for f in st["files"]:
+        p = (base / f).resolve()
+        if not p.is_file():
+            raise c.fail(f"{where}.files", f"{p}: no such file")
+        if p in seen_files:
+            raise c.fail(f"{where}.files", f"{f} is already added by stage {seen_files[p]!r}")
+        seen_files[p] = name
+        files.append(p)
+    return files
+
+
+def _check_compare(c: _Checker, compare_t: dict, stages: list[Stage]) -> dict[str, Any]:
+    """[compare]: the all-at-once run's trainer settings (it trains from scratch on every stage's parts)."""
+    compare = _check_train_table(c, compare_t, "[compare]")
     if isinstance(compare.get("mix"), dict):
         _check_mix_keys(c, compare["mix"], "[compare]", None, [s.name for s in stages], False, True)
     if compare.get("mix") == "sequential":
         raise c.fail("[compare].mix", "the all-at-once run starts from scratch: sequential would be all parts; "
                                       "use \"tokens\" or weights")
+    return compare
 
-    plan = Plan(path=path.resolve(), text=text, dump=dump, dataset=dataset, model=model, train=train, eval=ev,
-                stages=stages, compare=compare)
-    train.pop("mix", None)  # each stage carries its own (resolved at run time)
 
-    # the values TrainConfig itself checks (ranges, schedule names, lr order), with the plan's field names
+def _check_as_train_configs(c: _Checker, plan: Plan) -> None:
+    """The values TrainConfig itself checks (ranges, schedule names, lr order), for every stage and the comparison,
+    reported with the plan's field names."""
+    from ..training.trainer import TrainConfig, _check_config
+
     for i, st in enumerate(plan.stages):
         cfg = {k: v for k, v in plan.stage_config(i).items() if k != "mix"}
         try:
@@ -416,7 +469,6 @@ def load_plan(path: Union[str, os.PathLike]) -> Plan:
                                                               if k != "mix"}))
     except ConfigError as e:
         raise c.fail("[compare]", _plan_names(str(e))) from None
-    return plan
 
 
 def _plan_names(msg: str) -> str:
@@ -542,8 +594,8 @@ def split_sample(n: int, dest: Union[str, os.PathLike]) -> list[Path]:
     """The bundled real sample cut into `n` dump parts of consecutive pages (each a valid dump: the original
     siteinfo header, its pages, the footer), named like real parts with their page-id ranges. Deterministic: the
     same bytes every time, so a resumed experiment finds the files it added."""
-    from ..util.io import atomic_write_bytes
     from ..quickstart import sample_path
+    from ..util.io import atomic_write_bytes
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -795,7 +847,6 @@ def grow(
     report: bool = True,
 ) -> GrowResult:
     """Run (or continue) the growth experiment of a plan in `out`; see the module docstring."""
-    from ..util.io import atomic_write_bytes
     from ..data.dataset import Dataset
 
     if compare is not None and compare not in COMPARE_MODES:
@@ -807,101 +858,12 @@ def grow(
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         state = State(out)
-        _check_unchanged(state, plan)
         cmp_dir = out / "compare" / "all-at-once"
-        crec = state.d.setdefault("compare", {})
-        if crec and not cmp_dir.is_dir():  # removed by the user: train it again
-            crec.clear()
-        old_cmp = (state.d.get("plan") or {}).get("compare")
-        if compare and crec.get("status") == "finished" and old_cmp is not None \
-                and _jsonable(old_cmp) != plan.normalized()["compare"]:
-            raise ConfigError(f"{plan.path}: [compare]{_first_diff(old_cmp, plan.normalized()['compare'])} changed "
-                              f"since {cmp_dir} was trained: remove that folder to train the comparison again")
-        if compare and crec.get("status") == "finished" and crec.get("tokens_target") != plan.total_tokens():
-            raise ConfigError(
-                f"{cmp_dir}: trained for {crec.get('tokens_target'):,.0f} tokens, but the plan's stages now total "
-                f"{plan.total_tokens():,.0f}: remove that folder to train the comparison again"
-            )
-        state.d["plan"] = plan.normalized()
-        state.d["order"] = [s.name for s in plan.stages]
-        state.save()
-        atomic_write_bytes(out / "plan.toml", plan.text.encode("utf-8"))
-
-        data_dir = out / "data"
-        ds = Dataset(data_dir, **{k: v for k, v in plan.dataset.items() if k != "processes"})
-        runs: list[Path] = []
-        prev: Optional[Path] = None
-        target = 0.0
-        stage_parts: dict[str, list[str]] = {}
-        for i, st in enumerate(plan.stages):
-            target += st.tokens
-            run_dir = out / "stages" / st.name
-            runs.append(run_dir)
-            rec = state.stage(st.name)
-            if state.finished(st.name):
-                stage_parts[st.name] = rec["parts"]
-                prev = run_dir
-                continue
-            state.d["current"] = st.name
-            rec["status"] = "running"
-            rec.setdefault("started", _now())
-            state.save()
-            _log(f"stage {i + 1}/{len(plan.stages)} {st.name}: {st.tokens:,.0f} tokens "
-                 f"(until {target:,.0f} seen)")
-
-            names = _add_stage_parts(plan, st, out, state, ds)
-            stage_parts[st.name] = names
-            old = [p for s in plan.stages[:i] for p in stage_parts[s.name]]
-            tok = {p["name"]: int(p["tokens"]["train"]) for p in ds.parts}
-            fields = plan.stage_config(i)
-            fields["mix"] = resolve_mix(st.mix, names, old, stage_parts, tok)
-            rec["mix"] = fields["mix"]
-            rec["tokens_target"] = target
-            state.save()
-
-            t0 = time.monotonic()
-            how = _train_run(fields, data_dir, run_dir, prev, target, device)
-            rec["train_runs"] = rec.get("train_runs", []) + [how]
-            t1 = time.monotonic()
-            _stage_samples(run_dir, plan.eval, device or fields.get("device"), int(fields.get("seed", 1337)))
-            rec["samples_s"] = round(time.monotonic() - t1, 2)
-            rec["session_train_s"] = round(t1 - t0, 2)
-            rec["disk"] = {"dataset": tree_bytes(data_dir), "run": tree_bytes(run_dir),
-                           "dumps": tree_bytes(_dumps_dir(plan, out))}
-            rec["status"] = "finished"
-            rec["finished"] = _now()
-            state.d["current"] = None
-            state.save()
-            _log(f"stage {st.name} finished")
-            prev = run_dir
-
+        _start_experiment(state, plan, out, cmp_dir, compare)
+        ds = Dataset(out / "data", **{k: v for k, v in plan.dataset.items() if k != "processes"})
+        runs, stage_parts = _run_stages(plan, state, out, ds, device)
         if compare == "all-at-once":
-            if crec.get("status") == "finished" and crec.get("parts") != [p["name"] for p in ds.parts]:
-                raise ConfigError(f"{cmp_dir}: trained on {len(crec.get('parts', []))} parts, the dataset now has "
-                                  f"{len(ds.parts)}: remove that folder to train the comparison again")
-            if crec.get("status") != "finished":
-                total = plan.total_tokens()
-                _log(f"compare all-at-once: {total:,.0f} tokens on all {len(ds.parts)} parts from scratch")
-                crec.update(status="running", mode=compare, tokens_target=total,
-                            parts=[p["name"] for p in ds.parts])
-                crec.setdefault("started", _now())
-                state.d["current"] = "compare/all-at-once"
-                state.save()
-                fields = plan.compare_config()
-                tok = {p["name"]: int(p["tokens"]["train"]) for p in ds.parts}
-                all_parts = list(tok)
-                fields["mix"] = resolve_mix(fields.get("mix", "tokens"), all_parts, [], stage_parts, tok)
-                crec["mix"] = fields["mix"]
-                how = _train_run(fields, data_dir, cmp_dir, None, total, device)
-                crec["train_runs"] = crec.get("train_runs", []) + [how]
-                t1 = time.monotonic()
-                _stage_samples(cmp_dir, plan.eval, device or fields.get("device"), int(fields.get("seed", 1337)))
-                crec["samples_s"] = round(time.monotonic() - t1, 2)
-                crec["disk"] = {"run": tree_bytes(cmp_dir)}
-                crec.update(status="finished", finished=_now())
-                state.d["current"] = None
-                state.save()
-
+            _run_all_at_once(plan, state, ds, cmp_dir, stage_parts, device)
         rep = None
         if report:
             from .report import write_report
@@ -909,6 +871,119 @@ def grow(
             rep = write_report(out)
             _log(f"report: {rep}")
         return GrowResult(out=out, stages=runs, compare=cmp_dir if compare else None, report=rep)
+
+
+def _start_experiment(state: State, plan: Plan, out: Path, cmp_dir: Path, compare: Optional[str]) -> None:
+    """Refuse a plan that changed under finished work (stages, or a finished comparison it would no longer match);
+    then record the plan in state.json and beside it as plan.toml."""
+    from ..util.io import atomic_write_bytes
+
+    _check_unchanged(state, plan)
+    crec = state.d.setdefault("compare", {})
+    if crec and not cmp_dir.is_dir():  # removed by the user: train it again
+        crec.clear()
+    old_cmp = (state.d.get("plan") or {}).get("compare")
+    if compare and crec.get("status") == "finished" and old_cmp is not None \
+            and _jsonable(old_cmp) != plan.normalized()["compare"]:
+        raise ConfigError(f"{plan.path}: [compare]{_first_diff(old_cmp, plan.normalized()['compare'])} changed "
+                          f"since {cmp_dir} was trained: remove that folder to train the comparison again")
+    if compare and crec.get("status") == "finished" and crec.get("tokens_target") != plan.total_tokens():
+        raise ConfigError(
+            f"{cmp_dir}: trained for {crec.get('tokens_target'):,.0f} tokens, but the plan's stages now total "
+            f"{plan.total_tokens():,.0f}: remove that folder to train the comparison again"
+        )
+    state.d["plan"] = plan.normalized()
+    state.d["order"] = [s.name for s in plan.stages]
+    state.save()
+    atomic_write_bytes(out / "plan.toml", plan.text.encode("utf-8"))
+
+
+def _run_stages(plan: Plan, state: State, out: Path, ds, device: Optional[str]):
+    """Every stage not yet finished, in order, each from the previous stage's checkpoint. Returns (the stages' run
+    folders, {stage: the dataset parts it added})."""
+    runs: list[Path] = []
+    prev: Optional[Path] = None
+    target = 0.0
+    stage_parts: dict[str, list[str]] = {}
+    for i, st in enumerate(plan.stages):
+        target += st.tokens
+        run_dir = out / "stages" / st.name
+        runs.append(run_dir)
+        if state.finished(st.name):
+            stage_parts[st.name] = state.stage(st.name)["parts"]
+        else:
+            _run_stage(plan, i, state, out, ds, run_dir, prev, target, stage_parts, device)
+        prev = run_dir
+    return runs, stage_parts
+
+
+def _run_stage(plan: Plan, i: int, state: State, out: Path, ds, run_dir: Path, prev: Optional[Path], target: float,
+               stage_parts: dict[str, list[str]], device: Optional[str]) -> None:
+    """One stage: add its parts, resolve its mix, train until `target` tokens seen, sample; state.json says where
+    it stands after each step, so a rerun continues from there."""
+    st = plan.stages[i]
+    rec = state.stage(st.name)
+    state.d["current"] = st.name
+    rec["status"] = "running"
+    rec.setdefault("started", _now())
+    state.save()
+    _log(f"stage {i + 1}/{len(plan.stages)} {st.name}: {st.tokens:,.0f} tokens (until {target:,.0f} seen)")
+
+    names = _add_stage_parts(plan, st, out, state, ds)
+    stage_parts[st.name] = names
+    old = [p for s in plan.stages[:i] for p in stage_parts[s.name]]
+    tok = {p["name"]: int(p["tokens"]["train"]) for p in ds.parts}
+    fields = plan.stage_config(i)
+    fields["mix"] = resolve_mix(st.mix, names, old, stage_parts, tok)
+    rec["mix"] = fields["mix"]
+    rec["tokens_target"] = target
+    state.save()
+
+    t0 = time.monotonic()
+    how = _train_run(fields, ds.path, run_dir, prev, target, device)
+    rec["train_runs"] = rec.get("train_runs", []) + [how]
+    t1 = time.monotonic()
+    _stage_samples(run_dir, plan.eval, device or fields.get("device"), int(fields.get("seed", 1337)))
+    rec["samples_s"] = round(time.monotonic() - t1, 2)
+    rec["session_train_s"] = round(t1 - t0, 2)
+    rec["disk"] = {"dataset": tree_bytes(ds.path), "run": tree_bytes(run_dir),
+                   "dumps": tree_bytes(_dumps_dir(plan, out))}
+    rec["status"] = "finished"
+    rec["finished"] = _now()
+    state.d["current"] = None
+    state.save()
+    _log(f"stage {st.name} finished")
+
+
+def _run_all_at_once(plan: Plan, state: State, ds, cmp_dir: Path, stage_parts: dict[str, list[str]],
+                     device: Optional[str]) -> None:
+    """The comparison: the stages' whole token budget from scratch on every part (once; a dataset that has since
+    grown is refused)."""
+    crec = state.d["compare"]
+    if crec.get("status") == "finished" and crec.get("parts") != [p["name"] for p in ds.parts]:
+        raise ConfigError(f"{cmp_dir}: trained on {len(crec.get('parts', []))} parts, the dataset now has "
+                          f"{len(ds.parts)}: remove that folder to train the comparison again")
+    if crec.get("status") == "finished":
+        return
+    total = plan.total_tokens()
+    _log(f"compare all-at-once: {total:,.0f} tokens on all {len(ds.parts)} parts from scratch")
+    crec.update(status="running", mode="all-at-once", tokens_target=total, parts=[p["name"] for p in ds.parts])
+    crec.setdefault("started", _now())
+    state.d["current"] = "compare/all-at-once"
+    state.save()
+    fields = plan.compare_config()
+    tok = {p["name"]: int(p["tokens"]["train"]) for p in ds.parts}
+    fields["mix"] = resolve_mix(fields.get("mix", "tokens"), list(tok), [], stage_parts, tok)
+    crec["mix"] = fields["mix"]
+    how = _train_run(fields, ds.path, cmp_dir, None, total, device)
+    crec["train_runs"] = crec.get("train_runs", []) + [how]
+    t1 = time.monotonic()
+    _stage_samples(cmp_dir, plan.eval, device or fields.get("device"), int(fields.get("seed", 1337)))
+    crec["samples_s"] = round(time.monotonic() - t1, 2)
+    crec["disk"] = {"run": tree_bytes(cmp_dir)}
+    crec.update(status="finished", finished=_now())
+    state.d["current"] = None
+    state.save()
 
 
 # ----------------------------------------------------------------------------------------------------------------

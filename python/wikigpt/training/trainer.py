@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .cpu_memory import keep_freed_memory
+from ..errors import CheckpointError, ConfigError
 from ..util.fmt import fmt_count, fmt_eta
 from ..util.metrics import read_lines
-from ..errors import CheckpointError, ConfigError
+from .cpu_memory import keep_freed_memory
 
 # Dense bf16 tensor-core peaks (TFLOPS, fp32 accumulate), matched against torch.cuda.get_device_name in order.
 PEAK_TFLOPS: list[tuple[str, float, str]] = [
@@ -102,8 +102,12 @@ class TrainConfig:
     compile: Optional[bool] = None  # torch.compile the model; None = on for CUDA, off for the CPU
     peak_tflops: Optional[float] = None  # the card's peak for MFU, when it is not in the table
     seed: int = 1337  # model init, data windows and dropout
+    # tracking (optional extras: pip install "wikigpt[tracking]"), fed every metrics.jsonl record
+    wandb: Optional[str] = None  # Weights & Biases project to log to (nanoGPT's wandb_log / wandb_project)
+    wandb_run_name: Optional[str] = None  # the W&B run's name; None = the run folder's name
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
     # run folder
-    init_from: Optional[str] = None  # start from a run folder, a wikigpt checkpoint or a nanoGPT ckpt.pt
+    init_from: Optional[str] = None  # start from a run folder, a wikigpt or nanoGPT checkpoint, or an HF GPT-2 folder
     resume: bool = False  # continue the run in `out` from its last checkpoint
     overwrite: bool = False  # start over in an existing run folder (its run files are replaced)
 
@@ -311,20 +315,6 @@ def _truncate_metrics(path: Path, iter_num: int) -> None:
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
-class _Metrics:
-    def __init__(self, path: Path, enabled: bool):
-        self.f = open(path, "a", encoding="utf-8") if enabled else None
-
-    def write(self, record: dict) -> None:
-        if self.f:
-            self.f.write(json.dumps(record) + "\n")
-            self.f.flush()
-
-    def close(self) -> None:
-        if self.f:
-            self.f.close()
-
-
 def _tokenizer():
     """GPT-2's tiktoken Encoding, built offline by wikigpt.tokenizer (imported here: only samples need it)."""
     from ..data.tokens import tokenizer
@@ -447,85 +437,137 @@ def _fit_batch(model, cfg: TrainConfig, device, dtype, block_size: int, seqs_per
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the trainer
+# the trainer, in phases that run top to bottom: the processes, the starting point, the data, the batch geometry,
+# the counters and schedule, the optimizer; then a _Run holds the rest and steps (evaluation and checkpoint at its
+# intervals, logging through one _RunLog)
 
 
 def train(cfg: TrainConfig) -> RunResult:
     """Train (or continue) a GPT on a dataset folder into a run folder. See TrainConfig for the options."""
-    import torch
-
-    from .._version import __version__
-    from ..util.io import atomic_write_json
-    from .checkpoint import (
-        check_gpt2_vocab,
-        check_same_architecture,
-        config_from_model_args,
-        load_checkpoint,
-        model_from_checkpoint,
-        save_checkpoint,
-    )
-    from .loader import TokenData, autocast, read_manifest
-    from .model import GPT, preset_config
+    from .loader import read_manifest
 
     _check_config(cfg)
     t_start = time.time()
+    procs = _start_processes(cfg)
+    # refuse a bad dataset, run folder or starting checkpoint before anything is written
+    read_manifest(cfg.dataset)
+    _check_run_dir(cfg)
+    model, ckpt, source, do_compile = _starting_model(cfg, procs)
+    run_dir = _prepare_run_dir(cfg, procs.rank)  # the starting point loaded: now the run folder may be written
+    model.to(procs.device)
+    data, parts_seen, seed = _open_data(cfg, ckpt, model.config.block_size, procs)
+    geometry = _Geometry(micro=cfg.batch_size, accum_local=0, world=procs.world, block_size=model.config.block_size)
+    run = None
+    try:
+        _batch_geometry(cfg, model, procs, geometry)
+        counters = _counters(cfg, ckpt, geometry.tokens_per_step)
+        optimizer, scaler = _optimizer(cfg, model, ckpt, source, procs)
+        ckpt = None  # free the CPU copy of the weights
+        run = _Run(cfg, procs, run_dir, model, data, geometry, counters, optimizer, scaler, do_compile=do_compile,
+                   parts_seen=parts_seen, seed=seed, t_start=t_start)
+        return run.loop()
+    finally:
+        _release(procs, geometry, run)
 
-    # --- processes: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK
+
+# ---- the phases before the first step
+
+
+@dataclass
+class _Procs:
+    """Where this process runs: torchrun sets WORLD_SIZE/RANK/LOCAL_RANK for DDP; one process otherwise."""
+
+    world: int
+    rank: int
+    local_rank: int
+    device: Any
+    dtype: Any
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def _start_processes(cfg: TrainConfig) -> _Procs:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    ddp = world > 1
     device = _resolve_device(cfg, local_rank)
-    if ddp:
+    if world > 1:
         import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    dtype = _resolve_dtype(cfg, device)
-    master = rank == 0
+    return _Procs(world=world, rank=rank, local_rank=local_rank, device=device, dtype=_resolve_dtype(cfg, device))
 
-    # refuse a bad dataset, run folder or starting checkpoint before anything is written
-    read_manifest(cfg.dataset)
-    _check_run_dir(cfg)
 
-    # --- the starting point: the run's own checkpoint (resume), another one (init_from), or a fresh model
-    ckpt = None
-    source = None
-    if cfg.resume:
-        source = str(Path(cfg.out) / "ckpt.pt")
-    elif cfg.init_from:
-        source = cfg.init_from
-    do_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
-    kernels, why = resolve_kernels(cfg.kernels, device.type, do_compile)
+def load_starting_point(source: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict a run starts from (checkpoint.py's format), whatever `source` is: a run folder (its
+    ckpt.pt), a wikigpt checkpoint, a nanoGPT ckpt.pt, or a Hugging Face transformers GPT-2 folder (config.json and
+    model.safetensors, e.g. a downloaded `gpt2`: weights only, as nanoGPT's init_from='gpt2'). Every --init-from,
+    --resume and `wikigpt sample` goes through here; a source that is none of these is one CheckpointError line."""
+    from .checkpoint import load_checkpoint
+
+    folder = Path(source)
+    if folder.is_dir() and not (folder / "ckpt.pt").exists() and (folder / "config.json").is_file():
+        from .hf import is_hf_folder, load_hf_gpt2  # a run folder has a config.json too, but not transformers'
+
+        if is_hf_folder(folder):
+            return load_hf_gpt2(folder)
+    return load_checkpoint(source, map_location="cpu")
+
+
+def _starting_model(cfg: TrainConfig, procs: _Procs):
+    """(model, checkpoint dict or None, its source, compile?): the run's own checkpoint (resume), another one
+    (init_from), or a fresh model of the preset."""
+    import torch
+
+    from .model import (
+        GPT,
+        check_gpt2_vocab,
+        check_same_architecture,
+        config_from_model_args,
+        model_from_checkpoint,
+        preset_config,
+    )
+
+    source = str(Path(cfg.out) / "ckpt.pt") if cfg.resume else cfg.init_from
+    do_compile = cfg.compile if cfg.compile is not None else procs.device.type == "cuda"
+    kernels, why = resolve_kernels(cfg.kernels, procs.device.type, do_compile)
     if why:
-        _log(why, rank)
+        _log(why, procs.rank)
     arch_flags = {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "bias") if getattr(cfg, k) is not None}
-    if source:
-        ckpt = load_checkpoint(source, map_location="cpu")
-        if arch_flags:  # flags that name an architecture must agree with the checkpoint's
-            want = config_from_model_args(ckpt["model_args"], source)
-            for k, v in arch_flags.items():
-                setattr(want, k, v)
-            check_same_architecture(want, ckpt, source)
-        check_gpt2_vocab(config_from_model_args(ckpt["model_args"], source), source)
-        model = model_from_checkpoint(ckpt, source, block_size=cfg.block_size, dropout=cfg.dropout, kernels=kernels)
-    else:
+    if not source:
         torch.manual_seed(cfg.seed)
         mcfg = preset_config(cfg.preset, block_size=cfg.block_size, dropout=cfg.dropout, kernels=kernels,
                              **arch_flags)
-        model = GPT(mcfg)
-    run_dir = _prepare_run_dir(cfg, rank)  # the starting point loaded: now the run folder may be written
-    model.to(device)
-    mcfg = model.config
-    block_size = mcfg.block_size
+        return GPT(mcfg), None, None, do_compile
+    ckpt = load_starting_point(source)
+    if arch_flags:  # flags that name an architecture must agree with the checkpoint's
+        want = config_from_model_args(ckpt["model_args"], source)
+        for k, v in arch_flags.items():
+            setattr(want, k, v)
+        check_same_architecture(want, ckpt, source)
+    check_gpt2_vocab(config_from_model_args(ckpt["model_args"], source), source)
+    model = model_from_checkpoint(ckpt, source, block_size=cfg.block_size, dropout=cfg.dropout, kernels=kernels)
+    return model, ckpt, source, do_compile
 
-    # --- where the data stands
+
+def _open_data(cfg: TrainConfig, ckpt: Optional[dict], block_size: int, procs: _Procs):
+    """(TokenData, the parts the starting model has seen, the window sampler's seed), and a line on what is new."""
+    from .loader import TokenData
+
+    rank = procs.rank
     parts_seen: list[str] = list(ckpt.get("parts_seen", [])) if ckpt else []
     data_state = ckpt.get("data_state") if ckpt else None
     seed = int(data_state["seed"]) if cfg.resume and data_state else cfg.seed
     if cfg.resume and data_state and "parts_seen_before" in data_state:
         parts_seen = list(data_state["parts_seen_before"])  # continue the run as it started (see TokenData.state)
-    data = TokenData(cfg.dataset, block_size, seed=seed, mix=cfg.mix, parts_seen=parts_seen, device=device)
+    data = TokenData(cfg.dataset, block_size, seed=seed, mix=cfg.mix, parts_seen=parts_seen, device=procs.device)
     if ckpt is not None:
         new = data.new_parts
         # on --resume the run continues as it started, so "new" is relative to the run's start, not its checkpoint
@@ -536,46 +578,79 @@ def train(cfg: TrainConfig) -> RunResult:
         _log(f"dataset: {len(data.parts)} part(s): {', '.join(data.part_names)}", rank)
     if cfg.resume and data_state and data_state.get("parts") and data_state["parts"] != data.part_names:
         _log("the dataset has grown since the checkpoint: windows now come from the new part list too", rank)
+    return data, parts_seen, seed
 
-    # --- batch geometry
-    if cfg.gradient_accumulation_steps % world:
+
+@dataclass
+class _Geometry:
+    """The batch: micro-batch sequences per forward pass, micro-steps per optimizer step on this process."""
+
+    micro: int
+    accum_local: int
+    world: int
+    block_size: int
+    capped: bool = False  # this run limited the process's share of the card (undone when train returns)
+
+    @property
+    def accum_total(self) -> int:
+        return self.accum_local * self.world
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.micro * self.block_size * self.accum_total
+
+
+def _batch_geometry(cfg: TrainConfig, model, procs: _Procs, geometry: _Geometry) -> None:
+    """Fill in `geometry`: the flags' micro-batch and accumulation, or with --vram-gb the largest micro-batch that
+    fits the card and the accumulation that keeps the tokens per step."""
+    if cfg.gradient_accumulation_steps % procs.world:
         raise ConfigError(f"--gradient-accumulation-steps {cfg.gradient_accumulation_steps} must be a multiple of "
-                          f"the number of processes ({world})")
-    accum_local = cfg.gradient_accumulation_steps // world
-    micro = cfg.batch_size
-    capped = False  # whether this call limited the process's share of the card (undone when it returns)
-    if cfg.vram_gb is not None:
-        floor = _memory_floor_bytes(sum(p.numel() for p in model.parameters()), block_size, mcfg.vocab_size,
-                                    mcfg.n_embd, mcfg.n_layer)
-        if floor > cfg.vram_gb * GiB * 0.9:
-            raise ConfigError(
-                f"--vram-gb {cfg.vram_gb:g} is smaller than the smallest batch needs: this model "
-                f"({model.get_num_params() / 1e6:.0f}M parameters) at block_size {block_size} needs about "
-                f"{floor / GiB:.1f} GiB for one sequence with its weights, gradients and AdamW state"
-            )
-        if device.type == "cuda":
-            total = torch.cuda.get_device_properties(device).total_memory
-            if cfg.vram_gb * GiB < total:  # behave like the smaller card: allocations beyond it fail here too
-                torch.cuda.set_per_process_memory_fraction(cfg.vram_gb * GiB / total, device)
-                capped = True
-            seqs = cfg.batch_size * accum_local
-            try:
-                micro = _fit_batch(model, cfg, device, dtype, block_size, seqs, rank)
-            except BaseException:
-                if capped:
-                    torch.cuda.set_per_process_memory_fraction(1.0, device)
-                raise
-            if ddp:  # every rank must run the same geometry, or the gradient all-reduces would not pair up
-                t = torch.tensor([micro], device=device)
-                torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-                micro = int(t.item())
-            accum_local = seqs // micro
-        else:
-            _log(f"--vram-gb applies to CUDA cards; on {device.type} the micro-batch stays {micro}", rank)
-    accum_total = accum_local * world
-    tokens_per_step = micro * block_size * accum_total
+                          f"the number of processes ({procs.world})")
+    geometry.accum_local = cfg.gradient_accumulation_steps // procs.world
+    if cfg.vram_gb is None:
+        return
+    mcfg, block_size = model.config, geometry.block_size
+    floor = _memory_floor_bytes(sum(p.numel() for p in model.parameters()), block_size, mcfg.vocab_size,
+                                mcfg.n_embd, mcfg.n_layer)
+    if floor > cfg.vram_gb * GiB * 0.9:
+        raise ConfigError(
+            f"--vram-gb {cfg.vram_gb:g} is smaller than the smallest batch needs: this model "
+            f"({model.get_num_params() / 1e6:.0f}M parameters) at block_size {block_size} needs about "
+            f"{floor / GiB:.1f} GiB for one sequence with its weights, gradients and AdamW state"
+        )
+    if procs.device.type != "cuda":
+        _log(f"--vram-gb applies to CUDA cards; on {procs.device.type} the micro-batch stays {geometry.micro}",
+             procs.rank)
+        return
+    import torch
 
-    # --- counters carried across runs
+    device = procs.device
+    total = torch.cuda.get_device_properties(device).total_memory
+    if cfg.vram_gb * GiB < total:  # behave like the smaller card: allocations beyond it fail here too
+        torch.cuda.set_per_process_memory_fraction(cfg.vram_gb * GiB / total, device)
+        geometry.capped = True
+    seqs = cfg.batch_size * geometry.accum_local
+    micro = _fit_batch(model, cfg, device, procs.dtype, block_size, seqs, procs.rank)
+    if procs.ddp:  # every rank must run the same geometry, or the gradient all-reduces would not pair up
+        t = torch.tensor([micro], device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        micro = int(t.item())
+    geometry.micro, geometry.accum_local = micro, seqs // micro
+
+
+@dataclass
+class _Counters:
+    """What carries across runs (step, tokens, time, best val loss) and where this run ends, with its schedule."""
+
+    iter_num: int
+    tokens_seen: int
+    elapsed_prev: float
+    best_val: float
+    max_iters: int
+    schedule: Schedule
+
+
+def _counters(cfg: TrainConfig, ckpt: Optional[dict], tokens_per_step: int) -> _Counters:
     iter_num = int(ckpt.get("iter_num", 0)) if ckpt else 0
     if ckpt is not None and "tokens_seen" in ckpt:
         tokens_seen = int(ckpt["tokens_seen"])
@@ -599,16 +674,21 @@ def train(cfg: TrainConfig) -> RunResult:
     if max_iters < iter_num:
         raise ConfigError(f"--max-iters {max_iters} is below the checkpoint's step {iter_num}")
 
-    if cfg.resume and ckpt.get("schedule"):
-        start_iter = int(ckpt["schedule"].get("start_iter", 0))
-    else:
-        start_iter = iter_num
-    sched = Schedule(kind=cfg.schedule, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters,
-                     start_iter=start_iter, max_iters=max_iters, lr_decay_iters=cfg.lr_decay_iters,
-                     decay_frac=cfg.decay_frac)
+    # a resumed run keeps the stage's start, so its warmup and decay continue the same curve
+    start_iter = int(ckpt["schedule"].get("start_iter", 0)) if cfg.resume and ckpt.get("schedule") else iter_num
+    schedule = Schedule(kind=cfg.schedule, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters,
+                        start_iter=start_iter, max_iters=max_iters, lr_decay_iters=cfg.lr_decay_iters,
+                        decay_frac=cfg.decay_frac)
+    return _Counters(iter_num=iter_num, tokens_seen=tokens_seen, elapsed_prev=elapsed_prev, best_val=best_val,
+                     max_iters=max_iters, schedule=schedule)
 
-    # --- optimizer (its state comes along on resume and init_from, as nanoGPT's resume does)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
+
+def _optimizer(cfg: TrainConfig, model, ckpt: Optional[dict], source: Optional[str], procs: _Procs):
+    """(AdamW, GradScaler). The optimizer state comes along on resume and init_from, as nanoGPT's resume does; a
+    resumed run also restores the RNG, so dropout continues as the killed run would have."""
+    import torch
+
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), procs.device.type)
     if ckpt is not None and ckpt.get("optimizer"):
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -617,29 +697,38 @@ def train(cfg: TrainConfig) -> RunResult:
                 from None
         for g, wd in zip(optimizer.param_groups, (cfg.weight_decay, 0.0)):  # this run's settings, not the saved
             g["weight_decay"], g["betas"] = wd, (cfg.beta1, cfg.beta2)
-    scaler = torch.amp.GradScaler("cuda", enabled=(dtype == torch.float16))
+    scaler = torch.amp.GradScaler("cuda", enabled=(procs.dtype == torch.float16))
     if ckpt is not None and cfg.resume and ckpt.get("rng") is not None:
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        if procs.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], procs.device)
     else:
-        torch.manual_seed(cfg.seed + rank)
-    ckpt = None  # free the CPU copy of the weights
+        torch.manual_seed(cfg.seed + procs.rank)
+    return optimizer, scaler
 
-    # --- compile (do_compile was decided with the kernels) and DDP
-    raw_model = model
+
+def _compile_and_wrap(model, do_compile: bool, procs: _Procs):
+    """(the model that steps, the model that evaluates): compiled if asked, and DDP-wrapped for stepping only
+    (evaluation needs no gradient sync)."""
+    import torch
+
     if do_compile:
-        _log("compiling the model (torch.compile; first steps are slow)", rank)
+        _log("compiling the model (torch.compile; first steps are slow)", procs.rank)
         model = torch.compile(model)
-    eval_model = model  # compiled but not DDP-wrapped: evaluation needs no gradient sync
-    if ddp:
+    eval_model = model
+    if procs.ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = DDP(model, device_ids=[procs.device.index] if procs.device.type == "cuda" else None)
+    return model, eval_model
 
-    # --- MFU peak
-    if device.type == "cuda":
-        dev_name = torch.cuda.get_device_name(device)
+
+def _mfu_peak(cfg: TrainConfig, procs: _Procs) -> tuple[Optional[float], str, str]:
+    """(peak TFLOPS per device or None, where it came from, the device's name), said once in the log."""
+    import torch
+
+    if procs.device.type == "cuda":
+        dev_name = torch.cuda.get_device_name(procs.device)
         if cfg.peak_tflops:
             peak, peak_src = cfg.peak_tflops, "--peak-tflops"
         else:
@@ -649,244 +738,373 @@ def train(cfg: TrainConfig) -> RunResult:
         dev_name = "cpu"
         peak, peak_src = (cfg.peak_tflops, "--peak-tflops") if cfg.peak_tflops else (None, "CPU: no peak")
     if peak:
-        _log(f"MFU against {peak:g} TFLOPS per device from {peak_src}", rank)
+        _log(f"MFU against {peak:g} TFLOPS per device from {peak_src}", procs.rank)
     else:
-        _log(f"MFU n/a ({peak_src}; pass --peak-tflops to get it)", rank)
-    flops_per_token = raw_model.estimate_flops_per_token()
+        _log(f"MFU n/a ({peak_src}; pass --peak-tflops to get it)", procs.rank)
+    return peak, peak_src, dev_name
 
-    # --- run folder files (rank 0 only)
-    resolved = {
-        "train": dataclasses.asdict(cfg),
-        "model": {**mcfg.model_args(), "kernels": mcfg.kernels},
-        "derived": {
-            "micro_batch": micro, "gradient_accumulation_steps": accum_total, "world_size": world,
-            "tokens_per_step": tokens_per_step, "max_iters": max_iters, "device": str(device),
-            "dtype": str(dtype).replace("torch.", ""), "compile": do_compile, "seed": seed,
-            "parameters": raw_model.get_num_params(), "flops_per_token": flops_per_token,
-            "peak_tflops": peak, "peak_source": peak_src,
-        },
-    }
-    if master:
-        atomic_write_json(run_dir / "config.json", resolved)
-        meta_path = run_dir / "meta.json"
-        prev = json.loads(meta_path.read_text()) if (cfg.resume and meta_path.is_file()) else None
-        meta = {
-            "wikigpt_version": __version__, "git": _git_hash(), "torch": torch.__version__,
-            "python": sys.version.split()[0], "device": dev_name, "world_size": world,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_iter": iter_num,
-            "init_from": cfg.init_from, "dataset": str(Path(cfg.dataset).resolve()), "parts": data.part_names,
-            "new_parts": data.new_parts, "parts_seen_before": parts_seen,
-            "history": ((prev.get("history", []) + [{k: v for k, v in prev.items() if k != "history"}])
-                        if prev else []),
-        }
-        atomic_write_json(meta_path, meta)
-        if cfg.resume:
-            _truncate_metrics(run_dir / "metrics.jsonl", iter_num)
-    metrics = _Metrics(run_dir / "metrics.jsonl", master)
-    _log(f"{raw_model.get_num_params() / 1e6:.2f}M parameters, {device} {str(dtype).replace('torch.', '')}, "
-         f"micro-batch {micro} x {block_size} x {accum_total} accumulation = {tokens_per_step} tokens/step; "
-         f"steps {iter_num} -> {max_iters}", rank)
-    # how much of the data this run will see: more than one pass over a small dataset is where val loss turns up
-    run_tokens = (max_iters - iter_num) * tokens_per_step
-    train_tokens = sum(p.tokens("train") for p in data.parts if data.weights.get(p.name, 0.0) > 0)
-    if train_tokens:
-        _log(f"this run: {fmt_count(run_tokens)} tokens = {run_tokens / train_tokens:.3g} passes over the "
-             f"{fmt_count(train_tokens)} train tokens of the parts it draws from", rank)
 
-    # parts the model will have seen (recorded in checkpoints)
-    seen_after = parts_seen + [p for p in data.trained_parts if p not in parts_seen]
+def _release(procs: _Procs, geometry: _Geometry, run: Optional["_Run"]) -> None:
+    """Whatever train set up outside Python's own cleanup, on every way out: the run log, the card's cap, DDP."""
+    if run is not None:
+        run.log.close()
+    if geometry.capped:
+        import torch
 
-    def lr_at(it: int) -> float:
-        return sched(it)
+        torch.cuda.set_per_process_memory_fraction(1.0, procs.device)
+    if procs.ddp:
+        import torch.distributed as dist
 
-    @torch.no_grad()
-    def estimate() -> dict:
-        from .loader import evaluate
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
-        # train: fixed windows over the training mix; val: fixed windows per part
-        # (every rank computes the same estimate: no collective needed, and all ranks know the val loss)
-        eval_model.eval()
-        losses = []
-        for i in range(cfg.eval_iters):
-            x, y = data.eval_train_batch(i, micro)
-            with autocast(device, dtype):
-                _, loss = eval_model(x, y)
-            losses.append(float(loss))
-        eval_model.train()
-        out = {"train": sum(losses) / len(losses)}
-        out.update(evaluate(eval_model, data, iters=cfg.eval_iters, batch_size=micro, device=device, dtype=dtype))
+
+# ---- logging: every record of a run passes through one place
+
+
+class _RunLog:
+    """metrics.jsonl (one JSON object per line, written by rank 0) and the trackers asked for (--wandb,
+    --tensorboard), fed the same records at the same points."""
+
+    def __init__(self, path: Path, enabled: bool, tracker=None):
+        self.f = open(path, "a", encoding="utf-8") if enabled else None
+        self.tracker = tracker
+
+    def write(self, record: dict) -> None:
+        if self.f:
+            self.f.write(json.dumps(record) + "\n")
+            self.f.flush()
+        if self.tracker is not None:
+            self.tracker.log(record)
+
+    def close(self) -> None:
+        if self.f:
+            self.f.close()
+            self.f = None
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
+
+
+# ---- the run: the step loop, evaluation and checkpoint, logging
+
+
+class _Run:
+    """A run from its first step to its last: the phases' results, and the counters the loop moves."""
+
+    def __init__(self, cfg: TrainConfig, procs: _Procs, run_dir: Path, model, data, geometry: _Geometry,
+                 counters: _Counters, optimizer, scaler, *, do_compile: bool, parts_seen: list[str], seed: int,
+                 t_start: float):
+        self.cfg, self.procs, self.run_dir, self.data, self.geometry = cfg, procs, run_dir, data, geometry
+        self.optimizer, self.scaler, self.sched = optimizer, scaler, counters.schedule
+        self.raw_model = model
+        self.model, self.eval_model = _compile_and_wrap(model, do_compile, procs)
+        self.peak, peak_src, dev_name = _mfu_peak(cfg, procs)
+        self.flops_per_token = model.estimate_flops_per_token()
+        self.iter_num, self.tokens_seen, self.max_iters = counters.iter_num, counters.tokens_seen, counters.max_iters
+        self.best_val, self.elapsed_prev, self.t_start = counters.best_val, counters.elapsed_prev, t_start
+        self.first_iter = self.iter_num
+        # parts the model will have seen (recorded in checkpoints)
+        self.seen_after = parts_seen + [p for p in data.trained_parts if p not in parts_seen]
+        self.saved_step: Optional[int] = self.iter_num if cfg.resume else None  # run_dir's ckpt.pt (for a Ctrl-C)
+        self.samples_on = cfg.sample_tokens > 0
+        self.last: dict = {}  # the last eval record
+        self.window_tokens, self.window_time = 0, 0.0  # training since the last evaluation, for its tokens/s
+        self.logged_windows, self.eta_s_per_step = 0, 0.0  # for the console's ETA (evaluations not counted)
+        resolved = _write_run_files(self, do_compile=do_compile, seed=seed, parts_seen=parts_seen,
+                                    peak_src=peak_src, dev_name=dev_name)
+        self.log = _RunLog(run_dir / "metrics.jsonl", procs.master,
+                           _open_tracker(cfg, run_dir, resolved) if procs.master else None)
+        self._announce()
+
+    def _announce(self) -> None:
+        g, rank = self.geometry, self.procs.rank
+        _log(f"{self.raw_model.get_num_params() / 1e6:.2f}M parameters, {self.procs.device} "
+             f"{str(self.procs.dtype).replace('torch.', '')}, micro-batch {g.micro} x {g.block_size} x "
+             f"{g.accum_total} accumulation = {g.tokens_per_step} tokens/step; steps {self.iter_num} -> "
+             f"{self.max_iters}", rank)
+        # how much of the data this run will see: more than one pass over a small dataset is where val loss turns up
+        run_tokens = (self.max_iters - self.iter_num) * g.tokens_per_step
+        data = self.data
+        train_tokens = sum(p.tokens("train") for p in data.parts if data.weights.get(p.name, 0.0) > 0)
+        if train_tokens:
+            _log(f"this run: {fmt_count(run_tokens)} tokens = {run_tokens / train_tokens:.3g} passes over the "
+                 f"{fmt_count(train_tokens)} train tokens of the parts it draws from", rank)
+
+    def mfu(self, tokens_per_s: Optional[float]) -> Optional[float]:
+        if not (self.peak and tokens_per_s):
+            return None
+        return self.flops_per_token * tokens_per_s / (self.peak * 1e12 * self.procs.world)
+
+    def elapsed(self) -> float:
+        return self.elapsed_prev + (time.time() - self.t_start)
+
+    def loop(self) -> RunResult:
+        import torch
+
+        cfg = self.cfg
+        self.model.train()
+        with contextlib.ExitStack() as loop_context:
+            # CPU: keep the step's large freed tensors in malloc's heap for the next step instead of unmapping and
+            # zero-filling them again (2.1x the tiny preset's speed; see cpu_memory.py); restored when the loop ends
+            if self.procs.device.type == "cpu":
+                loop_context.enter_context(keep_freed_memory())
+            self.t_step = time.time()
+            try:
+                while True:
+                    if self._eval_due():
+                        self.evaluate()
+                    if self.iter_num >= self.max_iters:
+                        break
+                    loss_sum, lr = self.step()
+                    if self.iter_num % cfg.log_interval == 0:
+                        self.log_step(loss_sum, lr)
+            except KeyboardInterrupt:
+                self._say_interrupted()
+                raise
+            except torch.OutOfMemoryError:
+                g = self.geometry
+                raise ConfigError(
+                    f"out of GPU memory at step {self.iter_num} with micro-batch {g.micro} x {g.block_size} tokens: "
+                    f"use --vram-gb <your card's GiB> to size the batch, or --batch-size {max(1, g.micro // 2)} (the "
+                    "gradient accumulation keeps the tokens per step); the last checkpoint is intact"
+                ) from None
+        last = self.last
+        return RunResult(
+            run_dir=self.run_dir, iter_num=self.iter_num, tokens_seen=self.tokens_seen,
+            train_loss=last.get("train_loss"), val_loss=last.get("val_loss"), val_ppl=last.get("val_ppl"),
+            best_val_loss=self.best_val, metrics=last, elapsed_s=self.elapsed(),
+        )
+
+    def _eval_due(self) -> bool:
+        """Every eval_interval, at the end, and where a stage starts (the --init-from model on this data); not at
+        a resumed run's first step, whose evaluation the killed run logged already."""
+        it = self.iter_num
+        due = it % self.cfg.eval_interval == 0 or it == self.max_iters or it == self.first_iter
+        return due and not (self.cfg.resume and it == self.first_iter)
+
+    def step(self):
+        """One optimizer step over accum_local micro-batches on this process; returns (the step's loss, lr)."""
+        import torch
+
+        from .loader import autocast
+
+        cfg, g, procs = self.cfg, self.geometry, self.procs
+        lr = self.sched(self.iter_num)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        base = self.iter_num * g.accum_total + procs.rank * g.accum_local
+        x, y = self.data.train_batch(base, g.micro)
+        loss_sum = torch.zeros((), device=procs.device)
+        for m in range(g.accum_local):
+            if procs.ddp:  # only the last micro-step all-reduces the gradients
+                self.model.require_backward_grad_sync = m == g.accum_local - 1
+            with autocast(procs.device, procs.dtype):
+                _, loss = self.model(x, y)
+                loss = loss / g.accum_local
+            if m + 1 < g.accum_local:  # fetch the next batch while the GPU works on this one
+                x, y = self.data.train_batch(base + m + 1, g.micro)
+            self.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.iter_num += 1
+        self.tokens_seen += g.tokens_per_step
+        return loss_sum, lr
+
+    def log_step(self, loss_sum, lr: float) -> None:
+        """A step record (every log_interval steps) and the console line: evaluations can be thousands of steps
+        apart, and a long run must show it is moving and when it will end (nanoGPT prints one per interval too)."""
+        cfg, it = self.cfg, self.iter_num
+        if self.procs.ddp:
+            _allreduce_mean(loss_sum)
+        lossf = float(loss_sum)  # syncs with the device
+        now = time.time()
+        dt = now - self.t_step
+        step_tokens = self.geometry.tokens_per_step * cfg.log_interval
+        self.window_tokens += step_tokens
+        self.window_time += dt
+        tps = step_tokens / dt if dt > 0 else None
+        self.t_step = now
+        if not math.isfinite(lossf):
+            raise ConfigError(f"loss is {lossf} at step {it}: training diverged; lower --lr "
+                              "or resume from an earlier checkpoint")
+        mfu = self.mfu(tps)
+        self.log.write({"kind": "step", "step": it, "tokens_seen": self.tokens_seen, "loss": lossf, "lr": lr,
+                        "tokens_per_s": tps, "mfu": mfu})
+        s_per_step = dt / cfg.log_interval
+        self.logged_windows += 1
+        # the session's first window holds torch.compile and warm-up: the second replaces it, then smooth
+        smooth = self.logged_windows > 2
+        self.eta_s_per_step = 0.7 * self.eta_s_per_step + 0.3 * s_per_step if smooth else s_per_step
+        eta = fmt_eta((self.max_iters - it) * self.eta_s_per_step)
+        _log(f"step {it}/{self.max_iters}: loss {lossf:.4f}, lr {lr:.2e}, {1000 * s_per_step:,.0f} ms/step"
+             + (f", {tps:,.0f} tok/s" if tps else "") + (f", MFU {100 * mfu:.1f}%" if mfu else "")
+             + f", {fmt_count(self.tokens_seen)} tokens, ETA {eta}", self.procs.rank)
+
+    def estimate(self) -> dict:
+        """Loss estimates: train over fixed windows of the training mix, val over fixed windows per part. Every
+        rank computes the same estimate: no collective needed, and all ranks know the val loss."""
+        import torch
+
+        from .loader import autocast, evaluate
+
+        cfg, procs, micro = self.cfg, self.procs, self.geometry.micro
+        with torch.no_grad():
+            self.eval_model.eval()
+            losses = []
+            for i in range(cfg.eval_iters):
+                x, y = self.data.eval_train_batch(i, micro)
+                with autocast(procs.device, procs.dtype):
+                    _, loss = self.eval_model(x, y)
+                losses.append(float(loss))
+            self.eval_model.train()
+            out = {"train": sum(losses) / len(losses)}
+            out.update(evaluate(self.eval_model, self.data, iters=cfg.eval_iters, batch_size=micro,
+                                device=procs.device, dtype=procs.dtype))
         return out
 
-    saved_step: Optional[int] = iter_num if cfg.resume else None  # step of run_dir's ckpt.pt (for a Ctrl-C)
+    def evaluate(self) -> None:
+        """Estimate the losses, log them, write a sample, and checkpoint (rank 0; not at the stage's first step,
+        whose weights are the starting point's)."""
+        t_eval = time.time()
+        est = self.estimate()
+        tps = self.window_tokens / self.window_time if self.window_time > 0 else None
+        record = {
+            "kind": "eval", "step": self.iter_num, "tokens_seen": self.tokens_seen,
+            "train_loss": est["train"], "val_loss": est["val"], "val_ppl": math.exp(min(est["val"], 50)),
+            **{k: v for k, v in est.items() if k.startswith("val/")},
+            "lr": self.sched(self.iter_num), "tokens_per_s": tps, "mfu": self.mfu(tps), "elapsed_s": self.elapsed(),
+        }
+        # the stage's first evaluation is of the starting weights: not a candidate for best.pt
+        improved = self.iter_num > self.first_iter and est["val"] < self.best_val
+        if improved:
+            self.best_val = est["val"]
+        if self.procs.master:
+            self._write_sample(est["val"])
+            self.log.write(record)
+            _log(f"step {self.iter_num}: train {est['train']:.4f}, val {est['val']:.4f} "
+                 f"(ppl {record['val_ppl']:.1f}), lr {record['lr']:.2e}"
+                 + (f", {tps:,.0f} tok/s" if tps else "")
+                 + (f", MFU {100 * record['mfu']:.1f}%" if record["mfu"] else ""), self.procs.rank)
+            if self.iter_num > self.first_iter:
+                self.save(est["val"] if improved else None)
+        self.last = record
+        self.t_step += time.time() - t_eval  # eval time is not training time
+        self.window_tokens, self.window_time = 0, 0.0
 
-    def save(it: int, val: Optional[float]) -> None:
+    def _write_sample(self, val_loss: float) -> None:
+        if not self.samples_on:
+            return
+        cfg = self.cfg
+        try:
+            text = _sample_text(self.raw_model, cfg.sample_prompt, cfg.sample_tokens, self.procs.device,
+                                seed=cfg.seed, dtype=self.procs.dtype)[0]
+        except ImportError as e:  # no tokenizer in this build: train on, say why once
+            _log(f"samples off: {e}", self.procs.rank)
+            self.samples_on = False
+            return
+        with open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f:
+            f.write(f"=== step {self.iter_num}, {self.tokens_seen} tokens, val {val_loss:.4f} ===\n{text}\n\n")
+
+    def save(self, val: Optional[float]) -> None:
+        """ckpt.pt (atomic), and best.pt beside it with --keep-best when `val` is the best so far."""
+        import torch
+
+        from .._version import __version__
+        from .checkpoint import save_checkpoint
+
+        device, it = self.procs.device, self.iter_num
         state = {
-            "model": raw_model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "model_args": mcfg.model_args(),
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "model_args": self.raw_model.config.model_args(),
             "iter_num": it,
-            "best_val_loss": best_val,
-            "config": dataclasses.asdict(cfg),
+            "best_val_loss": self.best_val,
+            "config": dataclasses.asdict(self.cfg),
             "wikigpt_version": __version__,
-            "schedule": sched.to_dict(),
-            "data_state": data.state(it),
-            "parts_seen": seen_after,
-            "tokens_seen": tokens_seen,
-            "elapsed_s": elapsed_prev + (time.time() - t_start),
+            "schedule": self.sched.to_dict(),
+            "data_state": self.data.state(it),
+            "parts_seen": self.seen_after,
+            "tokens_seen": self.tokens_seen,
+            "elapsed_s": self.elapsed(),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
         }
-        save_checkpoint(run_dir / "ckpt.pt", state)
-        nonlocal saved_step
-        saved_step = it
-        if cfg.keep_best and val is not None and val <= best_val:
-            shutil.copyfile(run_dir / "ckpt.pt", run_dir / ".best.pt.tmp")
-            os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
+        save_checkpoint(self.run_dir / "ckpt.pt", state)
+        self.saved_step = it
+        if self.cfg.keep_best and val is not None and val <= self.best_val:
+            shutil.copyfile(self.run_dir / "ckpt.pt", self.run_dir / ".best.pt.tmp")
+            os.replace(self.run_dir / ".best.pt.tmp", self.run_dir / "best.pt")
 
-    # --- the loop
-    samples_on = cfg.sample_tokens > 0
-    model.train()
-    first_iter = iter_num
-    last: dict = {}
-    window_tokens, window_time = 0, 0.0
-    logged_windows, eta_s_per_step = 0, 0.0  # for the console's ETA (training steps; evaluations not counted)
-    # CPU: keep the step's large freed tensors in malloc's heap for the next step instead of unmapping and
-    # zero-filling them again (2.1x the tiny preset's speed; see _cpu_memory.py); restored when the loop ends
-    loop_context = contextlib.ExitStack()
-    if device.type == "cpu":
-        loop_context.enter_context(keep_freed_memory())
-    t_step = time.time()
-    try:
-        while True:
-            # evaluate every eval_interval, at the end, and where a stage starts (the --init-from model on this data)
-            if iter_num % cfg.eval_interval == 0 or iter_num == max_iters or iter_num == first_iter:
-                if not (cfg.resume and iter_num == first_iter):  # the killed run logged this eval already
-                    t_eval = time.time()
-                    est = estimate()
-                    tps = window_tokens / window_time if window_time > 0 else None
-                    record = {
-                        "kind": "eval", "step": iter_num, "tokens_seen": tokens_seen,
-                        "train_loss": est["train"], "val_loss": est["val"], "val_ppl": math.exp(min(est["val"], 50)),
-                        **{k: v for k, v in est.items() if k.startswith("val/")},
-                        "lr": lr_at(iter_num), "tokens_per_s": tps,
-                        "mfu": (flops_per_token * tps / (peak * 1e12 * world)) if (peak and tps) else None,
-                        "elapsed_s": elapsed_prev + (time.time() - t_start),
-                    }
-                    if master:
-                        if samples_on:
-                            try:
-                                text = _sample_text(raw_model, cfg.sample_prompt, cfg.sample_tokens, device,
-                                                    seed=cfg.seed, dtype=dtype)[0]
-                                with open(run_dir / "samples.txt", "a", encoding="utf-8") as f:
-                                    f.write(f"=== step {iter_num}, {tokens_seen} tokens, val {est['val']:.4f} ===\n"
-                                            f"{text}\n\n")
-                            except ImportError as e:  # no tokenizer in this build: train on, say why once
-                                _log(f"samples off: {e}", rank)
-                                samples_on = False
-                        metrics.write(record)
-                        _log(f"step {iter_num}: train {est['train']:.4f}, val {est['val']:.4f} "
-                             f"(ppl {record['val_ppl']:.1f}), lr {record['lr']:.2e}"
-                             + (f", {tps:,.0f} tok/s" if tps else "")
-                             + (f", MFU {100 * record['mfu']:.1f}%" if record["mfu"] else ""), rank)
-                        if iter_num > first_iter:
-                            if est["val"] < best_val:
-                                best_val = est["val"]
-                                save(iter_num, est["val"])
-                            else:
-                                save(iter_num, None)
-                    elif est["val"] < best_val:
-                        best_val = est["val"]
-                    last = record
-                    t_step += time.time() - t_eval  # eval time is not training time
-                    window_tokens, window_time = 0, 0.0
-            if iter_num >= max_iters:
-                break
-
-            lr = lr_at(iter_num)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            base = iter_num * accum_total + rank * accum_local
-            x, y = data.train_batch(base, micro)
-            loss_sum = torch.zeros((), device=device)
-            for m in range(accum_local):
-                if ddp:  # only the last micro-step all-reduces the gradients
-                    model.require_backward_grad_sync = m == accum_local - 1
-                with autocast(device, dtype):
-                    _, loss = model(x, y)
-                    loss = loss / accum_local
-                if m + 1 < accum_local:  # fetch the next batch while the GPU works on this one
-                    x, y = data.train_batch(base + m + 1, micro)
-                scaler.scale(loss).backward()
-                loss_sum += loss.detach()
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            iter_num += 1
-            tokens_seen += tokens_per_step
-
-            if iter_num % cfg.log_interval == 0:
-                if ddp:
-                    _allreduce_mean(loss_sum)
-                lossf = float(loss_sum)  # syncs with the device
-                now = time.time()
-                dt = now - t_step
-                window_tokens += tokens_per_step * cfg.log_interval
-                window_time += dt
-                tps = tokens_per_step * cfg.log_interval / dt if dt > 0 else None
-                t_step = now
-                if not math.isfinite(lossf):
-                    raise ConfigError(f"loss is {lossf} at step {iter_num}: training diverged; lower --lr "
-                                      "or resume from an earlier checkpoint")
-                mfu = flops_per_token * tps / (peak * 1e12 * world) if (peak and tps) else None
-                metrics.write({"kind": "step", "step": iter_num, "tokens_seen": tokens_seen, "loss": lossf,
-                               "lr": lr, "tokens_per_s": tps, "mfu": mfu})
-                # the console line (nanoGPT prints one per log_interval too): evaluations can be thousands of steps
-                # apart, and a long run must show it is moving and when it will end
-                s_per_step = dt / cfg.log_interval
-                logged_windows += 1
-                # the session's first window holds torch.compile and warm-up: the second replaces it, then smooth
-                eta_s_per_step = s_per_step if logged_windows <= 2 else 0.7 * eta_s_per_step + 0.3 * s_per_step
-                _log(f"step {iter_num}/{max_iters}: loss {lossf:.4f}, lr {lr:.2e}, {1000 * s_per_step:,.0f} ms/step"
-                     + (f", {tps:,.0f} tok/s" if tps else "") + (f", MFU {100 * mfu:.1f}%" if mfu else "")
-                     + f", {fmt_count(tokens_seen)} tokens, ETA {fmt_eta((max_iters - iter_num) * eta_s_per_step)}",
-                     rank)
-    except KeyboardInterrupt:
-        # Ctrl-C: nothing half-written (checkpoints are atomic); say what is kept and how to go on
+    def _say_interrupted(self) -> None:
+        """Ctrl-C: nothing is half-written (checkpoints are atomic); say what is kept and how to go on."""
+        cfg = self.cfg
         if cfg.resume:
             how = "the same command continues from it"
         else:
             instead = (" in place of --overwrite" if cfg.overwrite
                        else " in place of --init-from" if cfg.init_from else "")
             how = f"to continue from it, rerun with --resume{instead}"
-        kept = (f"{run_dir / 'ckpt.pt'} holds step {saved_step}; {how}" if saved_step is not None
+        kept = (f"{self.run_dir / 'ckpt.pt'} holds step {self.saved_step}; {how}" if self.saved_step is not None
                 else "no checkpoint was written in this run yet")
-        _log(f"interrupted at step {iter_num}; {kept}", rank)
-        raise
-    except torch.OutOfMemoryError:
-        raise ConfigError(
-            f"out of GPU memory at step {iter_num} with micro-batch {micro} x {block_size} tokens: use "
-            f"--vram-gb <your card's GiB> to size the batch, or --batch-size {max(1, micro // 2)} (the gradient "
-            "accumulation keeps the tokens per step); the last checkpoint is intact"
-        ) from None
-    finally:
-        loop_context.close()
-        metrics.close()
-        if capped:
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
-        if ddp:
-            import torch.distributed as dist
+        _log(f"interrupted at step {self.iter_num}; {kept}", self.procs.rank)
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
 
-    return RunResult(
-        run_dir=run_dir, iter_num=iter_num, tokens_seen=tokens_seen, train_loss=last.get("train_loss"),
-        val_loss=last.get("val_loss"), val_ppl=last.get("val_ppl"), best_val_loss=best_val, metrics=last,
-        elapsed_s=elapsed_prev + (time.time() - t_start),
-    )
+def _write_run_files(run: _Run, *, do_compile: bool, seed: int, parts_seen: list[str], peak_src: str,
+                     dev_name: str) -> dict:
+    """config.json (the resolved config) and meta.json (versions, device, parts; a resumed run's history), and on
+    resume metrics.jsonl cut back to the checkpoint's step. Rank 0 writes; every rank gets the resolved config."""
+    import torch
+
+    from .._version import __version__
+    from ..util.io import atomic_write_json
+
+    cfg, g, procs, model = run.cfg, run.geometry, run.procs, run.raw_model
+    resolved = {
+        "train": dataclasses.asdict(cfg),
+        "model": {**model.config.model_args(), "kernels": model.config.kernels},
+        "derived": {
+            "micro_batch": g.micro, "gradient_accumulation_steps": g.accum_total, "world_size": procs.world,
+            "tokens_per_step": g.tokens_per_step, "max_iters": run.max_iters, "device": str(procs.device),
+            "dtype": str(procs.dtype).replace("torch.", ""), "compile": do_compile, "seed": seed,
+            "parameters": model.get_num_params(), "flops_per_token": run.flops_per_token,
+            "peak_tflops": run.peak, "peak_source": peak_src,
+        },
+    }
+    if not procs.master:
+        return resolved
+    run_dir = run.run_dir
+    atomic_write_json(run_dir / "config.json", resolved)
+    meta_path = run_dir / "meta.json"
+    prev = json.loads(meta_path.read_text()) if (cfg.resume and meta_path.is_file()) else None
+    meta = {
+        "wikigpt_version": __version__, "git": _git_hash(), "torch": torch.__version__,
+        "python": sys.version.split()[0], "device": dev_name, "world_size": procs.world,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_iter": run.iter_num,
+        "init_from": cfg.init_from, "dataset": str(Path(cfg.dataset).resolve()), "parts": run.data.part_names,
+        "new_parts": run.data.new_parts, "parts_seen_before": parts_seen,
+        "history": ((prev.get("history", []) + [{k: v for k, v in prev.items() if k != "history"}])
+                    if prev else []),
+    }
+    atomic_write_json(meta_path, meta)
+    if cfg.resume:
+        _truncate_metrics(run_dir / "metrics.jsonl", run.iter_num)
+    return resolved
+
+
+def _open_tracker(cfg: TrainConfig, run_dir: Path, resolved: dict):
+    """The trackers asked for (--wandb, --tensorboard), or None: they are optional extras."""
+    if not (cfg.wandb or cfg.tensorboard):
+        return None
+    from .tracking import open_trackers
+
+    return open_trackers(wandb_project=cfg.wandb, wandb_run_name=cfg.wandb_run_name,
+                         tensorboard_dir=cfg.tensorboard, config=resolved, run_dir=run_dir)
 
 
 def _allreduce_mean(t) -> None:
@@ -915,8 +1133,7 @@ def sample(
     """Texts generated by the model in a run folder or checkpoint (ours or nanoGPT's) after `prompt`."""
     import torch
 
-    from .checkpoint import check_gpt2_vocab
-    from .model import GPT
+    from .model import check_gpt2_vocab, model_from_checkpoint
 
     bad = [f"{name} {value} (must be {rule})" for name, value, ok, rule in (
         ("--tokens", tokens, tokens >= 0, ">= 0"), ("--num-samples", num_samples, num_samples >= 1, ">= 1"),
@@ -926,7 +1143,7 @@ def sample(
         raise ConfigError(f"sample: {'; '.join(bad)}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = GPT.from_checkpoint(path, device=device)
+    model = model_from_checkpoint(load_starting_point(path), source=str(path)).to(device)
     check_gpt2_vocab(model.config, str(path))
     dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     return _sample_text(model, prompt, tokens, device, temperature=temperature, top_k=top_k, seed=seed,
@@ -982,7 +1199,11 @@ _HELP = {
     "compile": "torch.compile the model (default: on with CUDA, off on the CPU)",
     "peak_tflops": "the card's dense bf16 peak in TFLOPS for MFU, when it is not in the built-in table",
     "seed": "seed of the model init, the data windows and dropout (default 1337)",
-    "init_from": "start from a run folder, a wikigpt checkpoint or a nanoGPT ckpt.pt (weights, optimizer, step)",
+    "wandb": "log to Weights & Biases, in this project (default project: wikigpt); needs wikigpt[tracking]",
+    "wandb_run_name": "the Weights & Biases run's name (default: the run folder's name)",
+    "tensorboard": "write TensorBoard event files to this folder; needs wikigpt[tracking]",
+    "init_from": "start from a run folder, a wikigpt checkpoint, a nanoGPT ckpt.pt (weights, optimizer, step) or "
+                 "a Hugging Face transformers GPT-2 folder such as a downloaded gpt2 (weights)",
     "resume": "continue the run in --out from its last checkpoint (same loss curve)",
     "overwrite": "start over in an existing run folder, replacing its run files",
 }
@@ -1015,6 +1236,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=S, help=help_)
         elif name in ("keep_best", "resume", "overwrite"):
             p.add_argument(flag, action="store_true", default=S, help=help_)
+        elif name == "wandb":
+            p.add_argument(flag, nargs="?", const="wikigpt", metavar="PROJECT", default=S, help=help_)
         elif name == "mix":
             p.add_argument(flag, type=_parse_mix, default=S, help=help_)
         elif name == "preset":
