@@ -22,6 +22,7 @@ from .errors import (
     DownloadError,
     DumpXMLError,
     ManifestError,
+    MissingExtraError,
     ShardError,
     WikiGPTError,
 )
@@ -51,6 +52,8 @@ _LAZY = {
     # would be shadowed by the submodule once imported)
     "load_plan": "wikigpt.experiments.grow",
     "write_report": "wikigpt.experiments.report",
+    # other tools' formats (optional extras)
+    "export_hf": "wikigpt.training.hf",
 }
 
 __all__ = [
@@ -65,6 +68,7 @@ __all__ = [
     "DownloadError",
     "DumpXMLError",
     "ManifestError",
+    "MissingExtraError",
     "ShardError",
     "WikiGPTError",
     "read_shard",
@@ -94,5 +98,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .data.tokens import encode_batch, tokenizer
     from .experiments.grow import load_plan
     from .experiments.report import write_report
+    from .training.hf import export_hf
     from .training.model import GPT, GPTConfig
     from .training.trainer import TrainConfig, train

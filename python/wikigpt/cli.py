@@ -13,6 +13,7 @@ _COMMAND_MODULES = [
     "wikigpt.data.dataset",   # add, status, export-nanogpt
     "wikigpt.data.dumps",     # parts, download
     "wikigpt.training.trainer",   # train, sample, plot
+    "wikigpt.training.hf",  # export-hf
     "wikigpt.quickstart",  # quickstart
     "wikigpt.experiments.grow",      # grow, report
     "wikigpt.benchmarks.cli",     # bench

@@ -53,3 +53,8 @@ class CheckpointError(WikiGPTError):
 
 class ConfigError(WikiGPTError, ValueError):
     """Options that cannot work together (e.g. --vram-gb smaller than the smallest batch)."""
+
+
+class MissingExtraError(WikiGPTError, ImportError):
+    """An optional extra that is not installed (transformers for export-hf, wandb for --wandb, pyarrow for Parquet);
+    the message names the pip command that installs it."""
