@@ -134,6 +134,17 @@ def test_duplicates_are_refused_and_change_nothing(tmp_path, sample_parts):
     with pytest.raises(DatasetError, match="already in the dataset"):
         ds.add([other])
     assert (tmp_path / "ds" / "manifest.json").read_bytes() == manifest
+    # Two copies of one new file in one call (the decoder hashes files as it reads them; a file that could be a
+    # duplicate, by name or by size, is hashed before the work, so this is refused before either is added).
+    twin_a = tmp_path / "enwiki-20160101-pages-articles7.xml-p1p2.bz2"
+    twin_b = tmp_path / "enwiki-20160101-pages-articles8.xml-p3p4.bz2"
+    twin_a.write_bytes(sample_parts[1].read_bytes())
+    twin_b.write_bytes(sample_parts[1].read_bytes())
+    with pytest.raises(DatasetError, match="same sha1"):
+        ds.add([twin_a, twin_b])
+    assert (tmp_path / "ds" / "manifest.json").read_bytes() == manifest
+    assert not list((tmp_path / "ds").glob(".staging-*"))
+    assert [p.name for p in (tmp_path / "ds" / "parts").iterdir()] == [sample_parts[0].name.split(".xml")[0]]
 
 
 def test_fixed_settings_cannot_change(tmp_path, sample_parts):

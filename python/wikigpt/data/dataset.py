@@ -59,6 +59,20 @@ def part_name(path: os.PathLike | str) -> str:
     return m.group("stem") if m else part_stem(name)
 
 
+def _take_input_sha1(files: Sequence[Path], file_recs: list[dict], stats: list[dict]) -> None:
+    """Fill each file record's sha1 from the decoder's (computed over every byte it read); a file hashed before the
+    work must hash the same now, or it changed while being added."""
+    for f, rec, st in zip(files, file_recs, stats):
+        sha1 = st.get("input_sha1")
+        if not sha1:
+            raise DatasetError(f"{f}: the decoder returned no sha1 for it (extension older than this module?)")
+        if rec["sha1"] is not None and rec["sha1"] != sha1:
+            raise DatasetError(f"{f}: changed while it was being added (sha1 {rec['sha1'][:12]}… before, "
+                               f"{sha1[:12]}… as read); nothing changed")
+        rec["sha1"] = sha1
+        st.pop("input_sha1", None)
+
+
 def sha1_file(path: Path, bufsize: int = 8 << 20) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as f:
@@ -295,9 +309,13 @@ class Dataset:
             if removed:
                 log(f"removed leftovers of an interrupted run: {', '.join(removed)}")
             manifest = self.manifest if self.exists else self._new_manifest()
-            # Refuse duplicates before any work: compare names and hashes against every file already in.
+            # Refuse duplicates before any work. A file's sha1 comes from the decoder, which hashes the bytes as it
+            # reads them (no extra pass over a multi-GB part); only a file that could be a duplicate is hashed here
+            # first: one named like a file already in, or of the same size as another (a renamed copy).
             known_sha1 = {f["sha1"]: p["name"] for p in manifest["parts"] for f in p["files"]}
             known_name = {f["name"]: f["sha1"] for p in manifest["parts"] for f in p["files"]}
+            sizes = [f["size"] for p in manifest["parts"] for f in p["files"]]
+            sizes += [f.stat().st_size for fs in groups.values() for f in fs]
             hashed: dict[str, list[dict]] = {}
             claimed = [(p["name"], p["page_ids"]) for p in manifest["parts"] if p.get("page_ids")]
             for name, files in groups.items():
@@ -309,19 +327,14 @@ class Dataset:
                     claimed.append((name, named))
                 recs = []
                 for f in files:
-                    log(f"hashing {f.name} ...")
-                    sha1 = sha1_file(f)
-                    if sha1 in known_sha1:
-                        raise DatasetError(
-                            f"{f}: already in the dataset as part {known_sha1[sha1]} (same sha1 {sha1[:12]}…); "
-                            "nothing changed"
-                        )
-                    if f.name in known_name:
-                        raise DatasetError(
-                            f"{f}: a different file named {f.name} is already in the dataset "
-                            f"(sha1 {known_name[f.name][:12]}… vs {sha1[:12]}…); nothing changed"
-                        )
-                    recs.append({"name": f.name, "size": f.stat().st_size, "sha1": sha1})
+                    size = f.stat().st_size
+                    sha1 = None
+                    if f.name in known_name or sizes.count(size) > 1:
+                        log(f"hashing {f.name} ...")
+                        sha1 = sha1_file(f)
+                        self._refuse_known(f, sha1, known_sha1, known_name)
+                        known_sha1.setdefault(sha1, name)
+                    recs.append({"name": f.name, "size": size, "sha1": sha1})
                 hashed[name] = recs
             self._check_disk(sum(f.stat().st_size for fs in groups.values() for f in fs), free_space)
 
@@ -337,6 +350,19 @@ class Dataset:
                     f"{record['tokens']['train']:,} train + {record['tokens']['val']:,} val tokens"
                 )
         return added
+
+    @staticmethod
+    def _refuse_known(f: Path, sha1: str, known_sha1: dict[str, str], known_name: dict[str, str]) -> None:
+        """A file already in the dataset (same sha1, under any name), or a different one under a name already in."""
+        if sha1 in known_sha1:
+            raise DatasetError(
+                f"{f}: already in the dataset as part {known_sha1[sha1]} (same sha1 {sha1[:12]}…); nothing changed"
+            )
+        if f.name in known_name:
+            raise DatasetError(
+                f"{f}: a different file named {f.name} is already in the dataset "
+                f"(sha1 {known_name[f.name][:12]}… vs {sha1[:12]}…); nothing changed"
+            )
 
     def _check_disk(self, compressed: int, free_space: Callable[[str], object]) -> None:
         need = int(compressed * self.shard_bytes_per_compressed_byte() * 1.1) + (64 << 20)
@@ -369,6 +395,7 @@ class Dataset:
                 progress,
             )
             result = json.loads(raw)
+            _take_input_sha1(files, file_recs, result["stats"])
             read = _read_page_range(result["stats"])  # also the record's page_ids below
             if read and not allow_overlap:  # the ids the files really hold (names can be missing or wrong)
                 _refuse_overlap(name, read, [(p["name"], p["page_ids"]) for p in manifest["parts"]
