@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
-from ..util.progress import ProgressCallback, run_with_progress
 from ..errors import ConfigError
+from ..util.progress import ProgressCallback, run_with_progress
 
 PathLike = Union[str, os.PathLike]
 
@@ -259,7 +259,8 @@ def cat(
 
 def _add_clean_flags(p) -> None:
     p.add_argument("--processes", "-p", type=int, default=None, help="threads to use (default: all cores)")
-    p.add_argument("--min-chars", type=int, default=0, help="drop articles shorter than this many characters of clean text")
+    p.add_argument("--min-chars", type=int, default=0,
+                   help="drop articles shorter than this many characters of clean text")
     p.add_argument("--namespaces", default="0", help="comma-separated namespace keys to keep (default 0 = articles)")
     p.add_argument("--keep-redirects", action="store_true", help="keep redirect pages (dropped by default)")
     p.add_argument("--no-headings", action="store_true", help="drop section headings instead of keeping them as lines")

@@ -278,6 +278,10 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--max-tokens must be positive, got {cfg.max_tokens}")
     if cfg.vram_gb is not None and cfg.vram_gb <= 0:
         raise ConfigError(f"--vram-gb must be positive, got {cfg.vram_gb}")
+    if cfg.wandb or cfg.tensorboard:  # a missing optional extra is one line before anything is written
+        from .tracking import check_installed
+
+        check_installed(wandb=bool(cfg.wandb), tensorboard=bool(cfg.tensorboard))
 
 
 def _check_run_dir(cfg: TrainConfig) -> Path:
