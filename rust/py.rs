@@ -342,7 +342,10 @@ impl ArticleStream {
 
     /// Stop the background pipeline (also done when the stream is garbage-collected).
     fn close(&self) {
-        self.progress.cancel.store(true, Ordering::Relaxed);
+        // Only a stream still running is cancelled: the progress handle may be shared with the next file's stream.
+        if !*self.finished.lock().unwrap() {
+            self.progress.cancel.store(true, Ordering::Relaxed);
+        }
         // Drain so the producer is never blocked on a full channel.
         while let Ok(msg) = self.rx.try_recv() {
             drop(msg);
@@ -353,7 +356,9 @@ impl ArticleStream {
 
 impl Drop for ArticleStream {
     fn drop(&mut self) {
-        self.progress.cancel.store(true, Ordering::Relaxed);
+        if !*self.finished.get_mut().unwrap() {
+            self.progress.cancel.store(true, Ordering::Relaxed);
+        }
     }
 }
 

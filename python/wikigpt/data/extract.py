@@ -20,6 +20,7 @@ from ..util.progress import ProgressCallback, run_with_progress
 
 PathLike = Union[str, os.PathLike]
 
+FORMATS = ("jsonl", "text", "parquet")
 #: wikiextractor's default output file size is 1 MB; ours is larger because fewer, bigger files are easier to move.
 DEFAULT_FILE_SIZE = 100 * 1000 * 1000
 
@@ -149,14 +150,20 @@ def extract_parallel(
     """Extract the clean articles of dump files (.xml.bz2 of any layout, or .xml) into `out_dir`.
 
     format "jsonl": one {"id","revid","url","title","text"} object per line (wikiextractor --json's keys);
-    format "text": title line, then paragraphs, a blank line between articles. Output files are named
+    format "text": title line, then paragraphs, a blank line between articles;
+    format "parquet": columns id, url, title, text (Hugging Face's wikimedia/wikipedia; needs wikigpt[parquet]),
+    the same rows as "jsonl". Output files are named
     `<input stem>-NNNNN.<ext>`, at most about `file_size` bytes each, and appear only when complete: they are
     written in a staging folder and moved in at the end, so an error or Ctrl-C leaves nothing that looks finished.
     """
     import time
 
-    if format not in ("jsonl", "text"):
-        raise ConfigError(f"format must be 'jsonl' or 'text', not {format!r}")
+    if format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if format == "parquet":
+        from .parquet import import_pyarrow
+
+        import_pyarrow()  # a missing extra is one line before the output folder exists
     paths = check_inputs(inputs)
     threads = resolve_processes(processes)  # before the output folder exists: a bad count changes nothing
     out = Path(out_dir)
@@ -174,19 +181,17 @@ def extract_parallel(
     handle = core.ProgressHandle()
     handle.compressed_total = sum(p.stat().st_size for p in paths)
     prefixes = [part_stem(p) for p in paths]
+    clean = dict(namespaces=list(namespaces), keep_redirects=keep_redirects, min_chars=min_chars,
+                 headings=headings, lists=lists, math=math)
     started = time.monotonic()
     try:
-        raw = run_with_progress(
-            lambda: core.extract_files(
-                [str(p) for p in paths], str(staging), prefixes, format == "jsonl", parse_size(file_size),
-                threads, list(namespaces), keep_redirects, min_chars,
-                headings, lists, math, handle,
-            ),
+        results = run_with_progress(
+            lambda: _write_outputs(core, paths, staging, prefixes, format, parse_size(file_size), threads, clean,
+                                   handle),
             handle,
             "extract",
             progress,
         )
-        results = json.loads(raw)
         moved = []
         for r in results:
             for f in r["files"]:
@@ -206,6 +211,21 @@ def extract_parallel(
         for k, v in s["dropped"].items():
             stats.dropped[k] = stats.dropped.get(k, 0) + v
     return stats
+
+
+def _write_outputs(core, paths, staging: Path, prefixes, format: str, file_size: int, threads: int, clean: dict,
+                   handle) -> list[dict]:
+    """The output files of every input in `staging`: one {"files", "stats"} per input, in input order."""
+    if format == "parquet":
+        from .parquet import write_parquet_files
+
+        return write_parquet_files(core, paths, staging, prefixes, file_size, threads, clean, handle)
+    raw = core.extract_files(
+        [str(p) for p in paths], str(staging), prefixes, format == "jsonl", file_size, threads,
+        clean["namespaces"], clean["keep_redirects"], clean["min_chars"], clean["headings"], clean["lists"],
+        clean["math"], handle,
+    )
+    return json.loads(raw)
 
 
 def iter_articles(
@@ -307,8 +327,9 @@ def add_cli(sub) -> None:
     p = sub.add_parser("extract", help="extract clean article text from dump files")
     p.add_argument("files", nargs="+", help=".xml.bz2 or .xml dump files")
     p.add_argument("--output", "-o", required=True, help="output folder (created if missing)")
-    p.add_argument("--format", choices=["jsonl", "text"], default="jsonl",
-                   help="jsonl: wikiextractor --json keys per line; text: title then paragraphs, blank line between")
+    p.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl: wikiextractor --json keys per line; text: title then paragraphs, blank line between; "
+                   "parquet: Hugging Face wikimedia/wikipedia columns (id, url, title, text), needs wikigpt[parquet]")
     p.add_argument("--file-size", default="100M", help="roll to a new output file past this size (e.g. 1M, 100M)")
     _add_clean_flags(p)
     p.set_defaults(func=_cmd_extract)
