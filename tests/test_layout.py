@@ -72,3 +72,18 @@ def test_no_import_circles():
         if node not in state:
             visit(node, [node])
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_the_optional_extras_load_only_when_asked_for():
+    """transformers, safetensors, wandb, tensorboard and pyarrow are optional extras (issue 13): importing the package,
+    its CLI and every stage's module loads none of them, so the core install works without them."""
+    import subprocess
+    import sys
+
+    extras = ("transformers", "safetensors", "wandb", "tensorboard", "pyarrow")
+    names = sorted(name for name, path in modules().items() if path.name != "__main__.py")  # __main__ runs the CLI
+    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in names) + (
+        f"print(','.join(m for m in {extras!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"imported at start-up: {r.stdout.strip()}"
