@@ -660,9 +660,12 @@ fn walk(tt: &mut [u32; ROWS], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScra
             active += 1;
         }
     }
-    // Lockstep while every chain has a piece.
-    while active == CHAINS {
-        for c in 0..CHAINS {
+    // One step of chain c: its next byte, or (at a marked row) the end of its piece and the start of the next one,
+    // or idleness when the queue is empty. A macro, not a closure, so that both loops below compile to the same
+    // straight-line code they had when it was written out in each.
+    macro_rules! step {
+        ($c:expr) => {{
+            let c = $c;
             let x = tt[row[c] as usize];
             if x & MARK != 0 {
                 end_piece(c, row[c], &pos, &piece, pieces);
@@ -670,32 +673,26 @@ fn walk(tt: &mut [u32; ROWS], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScra
                     piece[c] = usize::MAX;
                     active -= 1;
                 }
-                continue;
+            } else {
+                // A chain visits each row at most once, so it never writes past its n bytes.
+                areas[pos[c]] = x as u8;
+                pos[c] += 1;
+                row[c] = (x >> 8) & ROW_MASK;
             }
-            // A chain visits each row at most once, so it never writes past its n bytes.
-            areas[pos[c]] = x as u8;
-            pos[c] += 1;
-            row[c] = (x >> 8) & ROW_MASK;
+        }};
+    }
+    // Lockstep while every chain has a piece.
+    while active == CHAINS {
+        for c in 0..CHAINS {
+            step!(c);
         }
     }
     // The last pieces.
     while active > 0 {
         for c in 0..CHAINS {
-            if piece[c] == usize::MAX {
-                continue;
+            if piece[c] != usize::MAX {
+                step!(c);
             }
-            let x = tt[row[c] as usize];
-            if x & MARK != 0 {
-                end_piece(c, row[c], &pos, &piece, pieces);
-                if !start_piece(c, &mut row, &mut pos, &mut piece, pieces, areas) {
-                    piece[c] = usize::MAX;
-                    active -= 1;
-                }
-                continue;
-            }
-            areas[pos[c]] = x as u8;
-            pos[c] += 1;
-            row[c] = (x >> 8) & ROW_MASK;
         }
     }
     for &r in &starts {

@@ -9,6 +9,10 @@ from __future__ import annotations
 import bz2
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +66,23 @@ def big_dump(path: Path, xml: bytes, copies: int) -> Path:
             f.write(body)
         f.write(bz2.compress(xml[last:], 9))
     return path
+
+
+def interrupt_cli(args: list, after_s: float) -> tuple[int, bytes, float]:
+    """Run `python -m wikigpt ARGS`, press Ctrl-C (SIGINT) after `after_s` seconds: (exit code, stderr, seconds it
+    took to exit after the signal). Fails if the command finished before it could be interrupted."""
+    p = subprocess.Popen([sys.executable, "-m", "wikigpt", *map(str, args)], stderr=subprocess.PIPE)
+    try:
+        time.sleep(after_s)
+        assert p.poll() is None, "finished before it could be interrupted"
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        return p.returncode, err, time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 @pytest.fixture(scope="session")

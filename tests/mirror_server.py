@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Optional
 
 
-class _Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A LocalServer's handler: HTTP/1.1 keep-alive, a short socket timeout, no log lines in pytest's output."""
+
     server: "_Server"
     timeout = 5  # a stuck client cannot hold a handler thread for long
     protocol_version = "HTTP/1.1"
@@ -35,8 +37,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # keep pytest output clean
         pass
 
+
+class _Handler(QuietHandler):
     def do_GET(self):
-        m = self.server.mirror
+        m = self.server.owner
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         rng = self.headers.get("Range")
         with m.lock:
@@ -118,11 +122,44 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    mirror: "MirrorServer"
+    owner: "LocalServer"
 
 
-class MirrorServer:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a free port) on its own thread, for `with`; its handler class (`handler`) reaches
+    the object through `self.server.owner`."""
+
+    handler: type
+
+    def __init__(self) -> None:
+        self._srv: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        assert self._srv is not None
+        host, port = self._srv.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self):
+        self._srv = _Server(("127.0.0.1", 0), self.handler)
+        self._srv.owner = self
+        self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._srv is not None and self._thread is not None
+        self._srv.shutdown()
+        self._srv.server_close()
+        self._thread.join(timeout=5)
+
+
+class MirrorServer(LocalServer):
+    handler = _Handler
+
     def __init__(self, root: Path):
+        super().__init__()
         self.root = Path(root).resolve()
         self.lock = threading.Lock()
         self.honour_range = True
@@ -134,30 +171,13 @@ class MirrorServer:
         self.active = 0
         self.max_active = 0
         self.requests: list = []
-        self._srv: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
 
     @property
     def base(self) -> str:
-        assert self._srv is not None
-        host, port = self._srv.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.url
 
     def file_requests(self, name: str) -> list:
         return [r for r in self.requests if r[0].endswith("/" + name)]
-
-    def __enter__(self) -> "MirrorServer":
-        self._srv = _Server(("127.0.0.1", 0), _Handler)
-        self._srv.mirror = self
-        self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        assert self._srv is not None and self._thread is not None
-        self._srv.shutdown()
-        self._srv.server_close()
-        self._thread.join(timeout=5)
 
 
 # ------------------------------------------------------------------------------------------------ the mirror's content

@@ -5,10 +5,8 @@ python/wikigpt/data/sample/ATTRIBUTION.md)."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -103,23 +101,13 @@ def test_cli(tmp_path, sample_bz2):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_promptly_and_leaves_no_output(tmp_path, sample_xml):
-    from conftest import big_dump
+    from conftest import big_dump, interrupt_cli
 
     big = big_dump(tmp_path / "big.xml.bz2", sample_xml, 40)  # ~240 MB of XML: seconds of work
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "wikigpt", "extract", str(big), "-o", str(out), "-q",
-                          "--format", "parquet", "--file-size", "1M"], stderr=subprocess.PIPE)
-    try:
-        time.sleep(2.5)
-        assert p.poll() is None, "finished before it could be interrupted"
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.communicate()
-    assert p.returncode == 130, err
-    assert time.monotonic() - t0 < 5
+    code, err, exit_s = interrupt_cli(["extract", big, "-o", out, "-q", "--format", "parquet", "--file-size", "1M"],
+                                      after_s=2.5)
+    assert code == 130, err
+    assert exit_s < 5
     assert b"interrupted" in err
     assert not out.exists() or not any(out.iterdir())

@@ -9,13 +9,11 @@ import http.client
 import socket
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
-from typing import Optional
 
 import pytest
 
-from mirror_server import DATE, WIKI, build_mirror
+from mirror_server import DATE, WIKI, LocalServer, QuietHandler, build_mirror
 from wikigpt import cli
 from wikigpt.data import download, dumps
 from wikigpt.data.download import proxy_for, user_agent
@@ -26,16 +24,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorizati
               "transfer-encoding", "upgrade", "server", "date"}
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
-    server: "_ProxyServer"
-    timeout = 5  # a stuck client cannot hold a handler thread for long
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # keep pytest output clean
-        pass
-
+class _ProxyHandler(QuietHandler):
     def do_GET(self):
-        proxy = self.server.proxy
+        proxy = self.server.owner
         target = urllib.parse.urlsplit(self.path)  # a proxy is sent the absolute URL
         with proxy.lock:
             proxy.requests.append((self.path, self.headers.get("Range"), self.headers.get("Proxy-Authorization")))
@@ -78,39 +69,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    proxy: "ForwardingProxy"
-
-
-class ForwardingProxy:
+class ForwardingProxy(LocalServer):
     """`with ForwardingProxy() as p:` p.url is "http://127.0.0.1:PORT";
     p.requests is [(absolute URL, Range, Proxy-Authorization)], one per request seen."""
 
+    handler = _ProxyHandler
+
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.Lock()
         self.requests: list = []
-        self._srv: Optional[_ProxyServer] = None
-        self._thread: Optional[threading.Thread] = None
-
-    @property
-    def url(self) -> str:
-        assert self._srv is not None
-        host, port = self._srv.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "ForwardingProxy":
-        self._srv = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
-        self._srv.proxy = self
-        self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        assert self._srv is not None and self._thread is not None
-        self._srv.shutdown()
-        self._srv.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -535,21 +535,13 @@ def load_hf_gpt2(folder: str | os.PathLike, *, source: str | None = None) -> dic
 
     raw = _read_weights(p, src)
     from .checkpoint import clean_state_dict
+    from .model import weight_mismatches
 
     raw = clean_state_dict(raw)  # `_orig_mod.` / `module.` prefixes, mask buffers
     sd = {(k if k.startswith("transformer.") or k == "lm_head.weight" else "transformer." + k): v
           for k, v in raw.items()}
-    expected = hf_shapes(n_layer, n_embd, n_positions, vocab_size)
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected and k != "lm_head.weight"]
-    wrong = [f"{k} {tuple(sd[k].shape)} vs {v}" for k, v in expected.items() if k in sd and tuple(sd[k].shape) != v]
-    found = []
-    if missing:
-        found.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        found.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
-    if wrong:
-        found.append(f"shapes differ: {'; '.join(wrong[:3])} (file vs config.json)")
+    found = weight_mismatches(sd, hf_shapes(n_layer, n_embd, n_positions, vocab_size), "file vs config.json",
+                              optional=("lm_head.weight",))
     if found:
         raise CheckpointError(f"{src}: weights do not match config.json: {', '.join(found)}")
     model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=n_positions, bias=True,

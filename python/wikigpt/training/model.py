@@ -375,23 +375,28 @@ def config_from_model_args(model_args: Any, source: str = "checkpoint") -> GPTCo
 
 def check_state_dict(model: GPT, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Raise one clear CheckpointError if the weights do not fit the model (names or shapes)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = weight_mismatches(state_dict, expected, "checkpoint vs model")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match the architecture in model_args: {', '.join(problems)}")
+
+
+def weight_mismatches(state_dict: dict[str, torch.Tensor], expected: dict[str, tuple], sides: str,
+                      optional: tuple[str, ...] = ()) -> list[str]:
+    """What keeps `state_dict` from fitting the `expected` {name: shape}, as phrases for one error line (at most
+    three names each); `optional` names may be absent or extra. `sides` names the two in the shape phrase."""
+    missing = [k for k in expected if k not in state_dict and k not in optional]
+    unexpected = [k for k in state_dict if k not in expected and k not in optional]
+    wrong = [f"{k} {tuple(state_dict[k].shape)} vs {v}" for k, v in expected.items()
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(v)]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
     if wrong:
-        problems.append(f"shapes differ: {'; '.join(wrong[:3])} (checkpoint vs model)")
-    if problems:
-        raise CheckpointError(f"{source}: weights do not match the architecture in model_args: {', '.join(problems)}")
+        problems.append(f"shapes differ: {'; '.join(wrong[:3])} ({sides})")
+    return problems
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint", **overrides: Any) -> GPT:
