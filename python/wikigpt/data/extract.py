@@ -181,8 +181,7 @@ def extract_parallel(
     handle = core.ProgressHandle()
     handle.compressed_total = sum(p.stat().st_size for p in paths)
     prefixes = [part_stem(p) for p in paths]
-    clean = dict(namespaces=list(namespaces), keep_redirects=keep_redirects, min_chars=min_chars,
-                 headings=headings, lists=lists, math=math)
+    clean = _clean_options(namespaces, keep_redirects, min_chars, headings, lists, math)
     started = time.monotonic()
     try:
         results = run_with_progress(
@@ -219,13 +218,28 @@ def _write_outputs(core, paths, staging: Path, prefixes, format: str, file_size:
     if format == "parquet":
         from .parquet import write_parquet_files
 
-        return write_parquet_files(core, paths, staging, prefixes, file_size, threads, clean, handle)
+        return write_parquet_files(paths, staging, prefixes, file_size,
+                                   lambda path: _article_stream(core, path, threads, clean, handle))
     raw = core.extract_files(
         [str(p) for p in paths], str(staging), prefixes, format == "jsonl", file_size, threads,
         clean["namespaces"], clean["keep_redirects"], clean["min_chars"], clean["headings"], clean["lists"],
         clean["math"], handle,
     )
     return json.loads(raw)
+
+
+def _clean_options(namespaces, keep_redirects: bool, min_chars: int, headings: bool, lists: bool, math: bool) -> dict:
+    """The cleaning flags of extract and iter_articles as one dict, in the form the Rust pipeline takes them."""
+    return dict(namespaces=list(namespaces), keep_redirects=keep_redirects, min_chars=min_chars, headings=headings,
+                lists=lists, math=math)
+
+
+def _article_stream(core, path: Path, threads: int, clean: dict, handle):
+    """The Rust pipeline over one dump file as an iterator of article tuples (id, revid, ns, title, url, text)."""
+    return core.ArticleStream(
+        str(path), threads, clean["namespaces"], clean["keep_redirects"], clean["min_chars"], clean["headings"],
+        clean["lists"], clean["math"], False, handle,
+    )
 
 
 def iter_articles(
@@ -241,11 +255,8 @@ def iter_articles(
     """Yield the clean articles of one dump file in file order while the pipeline runs on background threads."""
     (p,) = check_inputs([path])
     core = _core()
-    handle = core.ProgressHandle()
-    stream = core.ArticleStream(
-        str(p), resolve_processes(processes), list(namespaces), keep_redirects, min_chars,
-        headings, lists, math, False, handle,
-    )
+    clean = _clean_options(namespaces, keep_redirects, min_chars, headings, lists, math)
+    stream = _article_stream(core, p, resolve_processes(processes), clean, core.ProgressHandle())
     try:
         for t in stream:
             yield Article(*t)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import MissingExtraError
 
@@ -36,25 +36,20 @@ def import_pyarrow():
 
 
 def write_parquet_files(
-    core: Any,
     paths: Sequence[Path],
     staging: Path,
     prefixes: Sequence[str],
     file_size: int,
-    threads: int,
-    clean: dict,
-    handle: Any,
+    open_stream: Callable[[Path], Any],
 ) -> list[dict]:
     """Each input's clean articles as Parquet files in `staging`; the same result shape as core.extract_files:
-    one {"files": [...], "stats": {...}} per input, in input order."""
+    one {"files": [...], "stats": {...}} per input, in input order. `open_stream(path)` is the Rust pipeline over
+    one file (extract's ArticleStream: article tuples, then its stats)."""
     pa, pq = import_pyarrow()
     schema = pa.schema([(name, pa.string()) for name in COLUMNS])
     results = []
     for path, prefix in zip(paths, prefixes):
-        stream = core.ArticleStream(
-            str(path), threads, clean["namespaces"], clean["keep_redirects"], clean["min_chars"],
-            clean["headings"], clean["lists"], clean["math"], False, handle,
-        )
+        stream = open_stream(path)
         files = _RollingParquet(pa, pq, schema, staging, prefix, file_size)
         try:
             for article_id, _revid, _ns, title, url, text in stream:
