@@ -63,6 +63,14 @@ def test_any_json_value_is_refused_in_one_line(value):
         assert str(e).startswith("DS/manifest.json: invalid manifest: ") and "\n" not in str(e)
 
 
+def test_a_key_with_a_newline_is_named_on_one_line(real):
+    # found by the property test below: free-form keys (bytes counters, dropped reasons) end up in the field path
+    doc = replaced(real, ("parts", 0, "bytes"), {"\n\t": None})
+    with pytest.raises(ManifestError) as e:
+        check_manifest(doc, "DS/manifest.json")
+    assert str(e.value).endswith(".bytes.\\n\\t: null, expected an integer") and "\n" not in str(e.value)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), new=JSON)
 def test_any_edit_of_a_real_manifest_is_refused_or_readable(real, sample_dataset, tmp_path_factory, data, new):

@@ -47,7 +47,11 @@ class _Wrong(Exception):
     """Raised inside the checks with the field path (`parts[1].tokens.train`) and what is wrong with it."""
 
     def __init__(self, at: str, what: str):
-        super().__init__(f"{at}: {what}")
+        # keys come from the file (a dropped reason, a bytes counter): a newline in one must not break the one line
+        super().__init__(_CONTROL.sub(lambda c: repr(c.group())[1:-1], f"{at}: {what}"))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------------------------------------- reading and writing
