@@ -241,7 +241,8 @@ fn scanner_finds_every_magic_at_every_shift_across_reads() {
     }
     for input in [data, sample_bytes()] {
         let want = naive_candidates(&input);
-        for piece in [1, 5, 7, 4096, input.len()] {
+        // Pieces shorter and longer than the scanner's 32-position vector test, so magics fall on both sides of it.
+        for piece in [1, 5, 7, 31, 33, 35, 64, 100, 4096, input.len()] {
             let mut sc = Scanner::new();
             let mut got = Vec::new();
             for chunk in input.chunks(piece) {

@@ -87,3 +87,36 @@ def test_the_optional_extras_load_only_when_asked_for():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"imported at start-up: {r.stdout.strip()}"
+
+
+def test_data_commands_run_numpy_on_one_blas_thread():
+    """numpy's OpenBLAS starts a spinning thread per core on import; the data commands (all their work in Rust) set
+    OPENBLAS_NUM_THREADS=1 before building the parser imports the stages (and numpy). That only works while importing
+    the package and its CLI loads no numpy; the user's own setting and the other commands are left alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "import wikigpt, wikigpt.cli\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported with the package or its CLI'\n"
+        "try:\n"
+        "    wikigpt.cli.main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+
+    def blas_threads(*argv: str, user: str | None = None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        if user is not None:
+            env["OPENBLAS_NUM_THREADS"] = user
+        r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1]
+
+    assert blas_threads("status", "/nonexistent/dataset") == "1"
+    assert blas_threads("cat", "/nonexistent.xml.bz2") == "1"
+    assert blas_threads("status", "/nonexistent/dataset", user="4") == "4"
+    assert blas_threads("train", "--no-such-flag") == "None"

@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .data.shards import read_shard, write_shard
 from .errors import (
     CheckpointError,
     ChecksumError,
@@ -29,6 +28,9 @@ from .errors import (
 
 # public name -> module that defines it
 _LAZY = {
+    # token shard files (numpy: imported on first use, so the CLI can set numpy's thread count first)
+    "read_shard": "wikigpt.data.shards",
+    "write_shard": "wikigpt.data.shards",
     # extraction (rust/pipeline.rs through wikigpt.data.extract)
     "extract_parallel": "wikigpt.data.extract",
     "iter_articles": "wikigpt.data.extract",
@@ -71,8 +73,6 @@ __all__ = [
     "MissingExtraError",
     "ShardError",
     "WikiGPTError",
-    "read_shard",
-    "write_shard",
     *_LAZY,
 ]
 
