@@ -480,11 +480,24 @@ pub fn decode_block(
     let n = nblock;
     let tt: &mut [u32; ROWS] = scratch.tt.get(ROWS).try_into().expect("ROWS entries");
     unbwt(&scratch.ll[..n], &counts, &mut tt[..n]);
-    // The walk's output goes back into ll (its last-column contents now live in tt).
-    walk(tt, orig_ptr, &mut scratch.ll[..n], &mut scratch.walk);
+    let cycle = walk_pieces(tt, orig_ptr, n, &mut scratch.walk);
 
     out.clear();
-    undo_rle1(&scratch.ll[..n], max_output, out)?;
+    out.reserve(n + n / 8);
+    let mut rle = Rle1::default();
+    if cycle == n {
+        // RLE1 reads the pieces where the chains left them, in output order: linking them into one buffer first
+        // was a copy of every byte (~1.5% of `cat`).
+        let ws = &scratch.walk;
+        for &(off, len) in &ws.order {
+            rle.push(&ws.areas[off as usize..(off + len) as usize], max_output, out)?;
+        }
+    } else {
+        // A periodic block: the output goes round p₀'s cycle more than once, so link it (into ll, whose last-column
+        // contents now live in tt) and undo RLE1 from there.
+        link(&scratch.walk, cycle, &mut scratch.ll[..n]);
+        rle.push(&scratch.ll[..n], max_output, out)?;
+    }
     let crc = crc32(out);
     if crc != stored_crc {
         return Err(format!("block CRC mismatch (stored {stored_crc:08x}, data {crc:08x})"));
@@ -581,6 +594,8 @@ pub(crate) struct WalkScratch {
     areas: Vec<u8>,
     /// Pieces in the order they were started: (start row, chain, offset in `areas`, length, row it stopped at).
     pieces: Vec<(u32, u8, u32, u32, u32)>,
+    /// The pieces of p₀'s cycle in output order: (offset in `areas`, length).
+    order: Vec<(u32, u32)>,
 }
 
 /// The inverse BWT's walk: out[k] = ll[p_k] with p₀ = T[origPtr] and p_{k+1} = T[p_k] — one dependent random load
@@ -596,8 +611,15 @@ pub(crate) struct WalkScratch {
 /// `ROWS` long so that the walk's loads need no bounds checks. While all CHAINS chains have pieces, they step in
 /// lockstep with no per-chain bookkeeping beyond the mark test (`walk`'s time is in this loop); the last pieces
 /// finish in a loop that skips idle chains.
+#[cfg(test)]
 fn walk(tt: &mut [u32; ROWS], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScratch) {
-    let n = out.len();
+    let cycle = walk_pieces(tt, orig_ptr, out.len(), ws);
+    link(ws, cycle, out);
+}
+
+/// `walk` up to the linking: the pieces of p₀'s cycle are left in `ws.areas`, listed in output order in `ws.order`.
+/// Returns the cycle's length (n unless the block is periodic, see `link`).
+fn walk_pieces(tt: &mut [u32; ROWS], orig_ptr: usize, n: usize, ws: &mut WalkScratch) -> usize {
     assert!(n <= ROWS && orig_ptr < n.max(1));
     let p0 = (tt[orig_ptr] >> 8) & ROW_MASK;
     // Start rows: p₀ first, then evenly spaced rows (their places in the output are effectively random).
@@ -699,27 +721,38 @@ fn walk(tt: &mut [u32; ROWS], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScra
         tt[r as usize] &= !MARK;
     }
 
-    // Link the pieces: p₀'s first, then each one starting where the previous stopped, until the walk is back at p₀.
+    // Order the pieces: p₀'s first, then each one starting where the previous stopped, until the walk is back at p₀.
     ws.pieces.sort_unstable_by_key(|p| p.0);
-    let mut at = 0usize;
+    ws.order.clear();
+    let mut cycle = 0usize;
     let mut r = p0;
     loop {
         let Ok(i) = ws.pieces.binary_search_by_key(&r, |p| p.0) else {
             unreachable!("only start rows are marked, so every piece stops at the start of another")
         };
         let (_, _, off, len, stop) = ws.pieces[i];
-        let (off, len) = (off as usize, len as usize);
-        out[at..at + len].copy_from_slice(&ws.areas[off..off + len]);
-        at += len;
+        ws.order.push((off, len));
+        cycle += len as usize;
         r = stop;
         if r == p0 {
             break;
         }
     }
-    // p₀'s cycle is `at` rows long. It is all n rows unless the block is periodic ("aaa", "abab"...): bzip2's
-    // stable sort then leaves T with several identical cycles, and libbz2's walk of n steps simply goes round p₀'s
-    // cycle again. Do the same (pieces in the other cycles were walked for nothing).
-    let cycle = at;
+    cycle
+}
+
+/// Copy the pieces `walk_pieces` ordered into `out` (n bytes). p₀'s cycle is `cycle` rows long. It is all n rows
+/// unless the block is periodic ("aaa", "abab"...): bzip2's stable sort then leaves T with several identical cycles,
+/// and libbz2's walk of n steps simply goes round p₀'s cycle again. Do the same (pieces in the other cycles were
+/// walked for nothing).
+fn link(ws: &WalkScratch, cycle: usize, out: &mut [u8]) {
+    let n = out.len();
+    let mut at = 0usize;
+    for &(off, len) in &ws.order {
+        let (off, len) = (off as usize, len as usize);
+        out[at..at + len].copy_from_slice(&ws.areas[off..off + len]);
+        at += len;
+    }
     while at < n {
         let take = cycle.min(n - at);
         out.copy_within(0..take, at);
@@ -729,49 +762,111 @@ fn walk(tt: &mut [u32; ROWS], orig_ptr: usize, out: &mut [u8], ws: &mut WalkScra
 
 /// Undo bzip2's first stage: after 4 equal bytes comes a count (0..=255) of further copies. Runs start afresh after
 /// each count byte, and a block may end right after 4 equal bytes (libbz2 accepts that too).
-fn undo_rle1(pre: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<(), BlockError> {
-    out.reserve(pre.len() + pre.len() / 8);
-    let mut i = 0;
-    let n = pre.len();
-    while i < n {
-        // Copy a stretch with no 4 equal bytes in a row. A run of 4 starting at k needs pre[k] == pre[k+3]; test
-        // that first (rarely true in text), then the middle two.
-        let start = i;
-        let mut k = i;
-        #[cfg(target_arch = "x86_64")]
-        {
-            k = sse2_run4(pre, k);
+///
+/// Streaming: the block's bytes come in pieces (the walk's, in output order), and a run or its count may straddle
+/// two pieces, so the state between pieces is the run in progress at the end of the output.
+#[derive(Default)]
+struct Rle1 {
+    /// The byte of the run in progress.
+    last: u8,
+    /// How many copies of `last` end the output since the last count byte (0..=4; 4: the next byte is a count).
+    run: usize,
+}
+
+impl Rle1 {
+    /// One byte, as libbz2 takes them.
+    #[inline]
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        if self.run == 4 {
+            out.resize(out.len() + b as usize, self.last);
+            self.run = 0;
+        } else if self.run > 0 && b == self.last {
+            out.push(b);
+            self.run += 1;
+        } else {
+            out.push(b);
+            self.last = b;
+            self.run = 1;
         }
-        let run_at = loop {
-            if k + 3 >= n {
-                break None;
+    }
+
+    /// The next bytes of the block, appended to `out` undone; `out` may not grow past `max_output` bytes.
+    fn push(&mut self, pre: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<(), BlockError> {
+        let n = pre.len();
+        // Byte by byte until the run in progress lies inside `pre` (it may have begun in the previous piece) and no
+        // count is due; then the bulk loop below, which looks for runs from where the current one began.
+        let mut i = 0;
+        while i < n && (i < 4 || self.run == 4) {
+            self.step(pre[i], out);
+            i += 1;
+        }
+        if i == n {
+            return self.check(max_output, out);
+        }
+        // pre[i - run..i] is the run in progress (already in `out`): a run of 4 can only start there or later.
+        let mut search = i - self.run;
+        while i < n {
+            // Copy a stretch with no 4 equal bytes in a row. A run of 4 starting at k needs pre[k] == pre[k+3]; test
+            // that first (rarely true in text), then the middle two.
+            let mut k = search;
+            #[cfg(target_arch = "x86_64")]
+            {
+                k = sse2_run4(pre, k);
             }
-            if pre[k] == pre[k + 3] && pre[k] == pre[k + 1] && pre[k] == pre[k + 2] {
-                break Some(k);
-            }
-            k += 1;
-        };
-        match run_at {
-            None => {
-                out.extend_from_slice(&pre[start..]);
-                i = n;
-            }
-            Some(k) => {
-                out.extend_from_slice(&pre[start..k + 4]);
-                if let Some(&extra) = pre.get(k + 4) {
-                    let c = pre[k];
-                    out.resize(out.len() + extra as usize, c);
-                    i = k + 5;
-                } else {
+            let run_at = loop {
+                if k + 3 >= n {
+                    break None;
+                }
+                if pre[k] == pre[k + 3] && pre[k] == pre[k + 1] && pre[k] == pre[k + 2] {
+                    break Some(k);
+                }
+                k += 1;
+            };
+            match run_at {
+                None => {
+                    out.extend_from_slice(&pre[i..]);
+                    // The run in progress at the end: the equal bytes ending `pre` since `search` (fewer than 4,
+                    // or the loop would have found them).
+                    self.last = pre[n - 1];
+                    self.run = pre[search..].iter().rev().take_while(|&&b| b == self.last).count();
                     i = n;
                 }
+                Some(k) => {
+                    out.extend_from_slice(&pre[i..k + 4]);
+                    match pre.get(k + 4) {
+                        Some(&extra) => {
+                            out.resize(out.len() + extra as usize, pre[k]);
+                            self.run = 0;
+                            i = k + 5;
+                            search = i;
+                        }
+                        None => {
+                            // The count is the next piece's first byte (or the block ends here).
+                            (self.last, self.run) = (pre[k], 4);
+                            i = n;
+                        }
+                    }
+                }
+            }
+            if out.len() > max_output {
+                return self.check(max_output, out);
             }
         }
+        self.check(max_output, out)
+    }
+
+    fn check(&self, max_output: usize, out: &[u8]) -> Result<(), BlockError> {
         if out.len() > max_output {
             return Err(format!("block decodes to more than {max_output} bytes"));
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// `Rle1` over a whole block at once (the tests' reference for the streaming).
+#[cfg(test)]
+fn undo_rle1(pre: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<(), BlockError> {
+    Rle1::default().push(pre, max_output, out)
 }
 
 /// The first k >= `from` where `pre[k..k + 4]` are 4 equal bytes, 16 candidates per step while `k + 19 < pre.len()`;

@@ -284,6 +284,52 @@ fn output_cap_is_enforced() {
 }
 
 #[test]
+fn rle1_streams_across_any_split() {
+    // RLE1 runs over the walk's pieces, so a run of 4, or its count byte, may fall on either side of a cut. Inputs
+    // dense in runs (two byte values, counts of every size), cut everywhere (short inputs) or at random (long ones),
+    // against libbz2's byte-at-a-time rule.
+    let reference = |pre: &[u8]| {
+        let mut r = Rle1::default();
+        let mut out = Vec::new();
+        for &b in pre {
+            r.step(b, &mut out);
+        }
+        out
+    };
+    let mut next = rng(7);
+    for len in [0usize, 1, 3, 4, 5, 6, 9, 17, 40, 100, 5000] {
+        for _ in 0..20 {
+            let pre: Vec<u8> = (0..len).map(|_| if next() % 5 == 0 { (next() % 256) as u8 } else { b'a' }).collect();
+            let want = reference(&pre);
+            let mut whole = Vec::new();
+            undo_rle1(&pre, usize::MAX, &mut whole).unwrap();
+            assert_eq!(whole, want, "whole, {len} bytes");
+            let cuts: Vec<Vec<usize>> = if len <= 40 {
+                (0..=len).flat_map(|a| (a..=len).map(move |b| vec![a, b])).collect()
+            } else {
+                (0..50).map(|_| (0..8).map(|_| (next() as usize) % (len + 1)).collect()).collect()
+            };
+            for mut cut in cuts {
+                cut.sort_unstable();
+                let mut r = Rle1::default();
+                let mut got = Vec::new();
+                let mut from = 0;
+                for &c in cut.iter().chain([len].iter()) {
+                    r.push(&pre[from..c], usize::MAX, &mut got).unwrap();
+                    from = c;
+                }
+                assert_eq!(got, want, "{len} bytes cut at {cut:?}");
+            }
+        }
+    }
+    // The output cap holds across pieces too.
+    let mut r = Rle1::default();
+    let mut out = Vec::new();
+    r.push(b"aaaa", 200, &mut out).unwrap();
+    assert!(r.push(&[255], 200, &mut out).unwrap_err().contains("more than 200 bytes"));
+}
+
+#[test]
 fn walk_goes_round_a_short_cycle_like_libbz2() {
     // T with two cycles, (0 1) and (2 3), as periodic blocks give: libbz2 walks n steps round p₀'s cycle.
     // walk's table is ROWS long (rows past the block's n are never read); `table` pads the block's entries to that.
