@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,21 +69,32 @@ def big_dump(path: Path, xml: bytes, copies: int) -> Path:
     return path
 
 
-def interrupt_cli(args: list, after_s: float) -> tuple[int, bytes, float]:
-    """Run `python -m wikigpt ARGS`, press Ctrl-C (SIGINT) after `after_s` seconds: (exit code, stderr, seconds it
-    took to exit after the signal). Fails if the command finished before it could be interrupted."""
-    p = subprocess.Popen([sys.executable, "-m", "wikigpt", *map(str, args)], stderr=subprocess.PIPE)
-    try:
-        time.sleep(after_s)
-        assert p.poll() is None, "finished before it could be interrupted"
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=30)
-        return p.returncode, err, time.monotonic() - t0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+def interrupt_cli(args: list, started: Callable[[], bool], after_s: float = 0.3) -> tuple[int, bytes, float]:
+    """Run `python -m wikigpt ARGS`, wait until `started()` says the work is under way (e.g. its output folder has
+    appeared), let it run `after_s` seconds more, then press Ctrl-C (SIGINT): (exit code, stderr, seconds it took to
+    exit after the signal). Waiting on the work rather than a fixed time keeps the test meaningful on a machine of any
+    speed (import time varies, decoding gets faster). Fails if the command finished before it could be interrupted."""
+    with subprocess.Popen([sys.executable, "-m", "wikigpt", *map(str, args)], stderr=subprocess.PIPE) as p:
+        try:
+            deadline = time.monotonic() + 60
+            while not started():
+                assert p.poll() is None, "finished before its work was seen to start"
+                assert time.monotonic() < deadline, "its work was not seen to start within 60 s"
+                time.sleep(0.01)
+            time.sleep(after_s)
+            assert p.poll() is None, "finished before it could be interrupted: make the input larger"
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=30)
+            return p.returncode, err, time.monotonic() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()  # the context manager's exit then closes the pipe and reaps the process
+
+
+def output_started(folder: Path) -> Callable[[], bool]:
+    """A `started` condition for `interrupt_cli`: the command has created something in `folder` (its staging files)."""
+    return lambda: folder.is_dir() and any(folder.iterdir())
 
 
 @pytest.fixture(scope="session")
