@@ -28,7 +28,7 @@
 //!   next stream's `BZh1`..`BZh9` header follows, and its first candidate must sit right after it. That covers
 //!   multistream dumps and concatenated files with the same scanner.
 //! - Memory is bounded by credits: the reader needs a credit (an output buffer, recycled) per segment it dispatches,
-//!   and there are `2 × threads` of them, so at most `2 × threads` segments are between the reader and the orderer,
+//!   and there are `4 × threads` of them, so at most `4 × threads` segments are between the reader and the orderer,
 //!   plus the one the reader is cutting and the one the sink is consuming. The file is read in 1 MiB pieces and
 //!   never held whole. One segment is capped at the largest compressed block (~2.3 MB at level 9); one decoded block
 //!   at the largest output the first RLE stage allows (~46 MB at level 9).
@@ -42,7 +42,7 @@
 //!   run. The scanner looks at each byte once through a 256-entry table keyed by the byte before the one just read
 //!   (any magic at any of the 8 bit shifts fully covers it), so it rejects ~94% of positions without a 48-bit
 //!   compare; it and the segment copies are ~4% of the total.
-//! - Memory: peak RSS of `bz2cat` is 13 MB (1 thread), 21 MB (2), whatever the file size: bounded by the credits
+//! - Memory: peak RSS of `bz2cat` is 15 MB (1 thread), 25 MB (2), whatever the file size: bounded by the credits
 //!   and each worker's ~6 bytes of tables per byte of block.
 
 use std::collections::BTreeMap;
@@ -144,7 +144,7 @@ pub(crate) fn escape_bytes(b: &[u8]) -> String {
 /// Checks every block CRC and every stream CRC; a truncated file, CRC mismatch, or garbage → `Error::CorruptDump`
 /// with the compressed byte offset. Stops promptly with `Error::Interrupted` when `cancel` becomes true (checked per
 /// block by workers and every 20 ms by the orderer). If `sink` returns Err, stops all workers and returns that error.
-/// Memory stays bounded at about `2 × threads + 2` blocks of compressed + decoded data, whatever the file size.
+/// Memory stays bounded at about `4 × threads + 2` blocks of compressed + decoded data, whatever the file size.
 pub fn decode_parallel(
     path: &Path,
     threads: usize,
@@ -1019,7 +1019,11 @@ fn decode_bzip2(
     fake: &[u64],
     sha1: Option<Sha1>,
 ) -> Result<(u64, Option<String>)> {
-    let in_flight = 2 * threads;
+    // Blocks are emitted in file order, so one slow block stalls the workers once the credits behind it run out;
+    // multistream files also spend a credit on every stream's footer. 2 per thread left the 2 workers idle ~15% of
+    // the time on the 250 MB multistream bench corpus (bz2cat -p 2 | sha256sum: 1.96 s wall at 2, 1.60 s at 4,
+    // 1.66 s at 8 per thread, 2026-12-07); 4 per thread costs ~2 MB more peak RSS per thread.
+    let in_flight = 4 * threads;
     let (job_tx, job_rx) = bounded::<Job>(threads);
     let (res_tx, res_rx) = bounded::<Job>(in_flight);
     let (credit_tx, credit_rx) = bounded::<Vec<u8>>(in_flight);
