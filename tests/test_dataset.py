@@ -209,13 +209,19 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
     manifest = (ds_path / "manifest.json").read_bytes()
     status = ds.status()
     shard_hashes = {p.name: sha256(p) for p in ds_path.rglob("*.bin")}
-    for delay in (0.3, 1.0, 2.0):
+    # Kill during start-up (0.3 s in, before any staging), then at 0 s and 1 s after this process's staging folder
+    # appears: moments tied to the work, not the clock, so a faster machine cannot outrun them.
+    for staged, delay in ((False, 0.3), (True, 0.0), (True, 1.0)):
         # big_dump repeats the sample's page ids: --allow-overlap lets it in beside part 1
         p = subprocess.Popen([sys.executable, "-m", "wikigpt", "add", str(ds_path), str(big), "-q",
                               "--allow-overlap"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while staged and not list(ds_path.glob(f".staging-{p.pid}-*")):
+            assert p.poll() is None and time.monotonic() < deadline, "add's staging folder was never seen"
+            time.sleep(0.01)
         time.sleep(delay)
         if p.poll() is not None:
-            pytest.fail(f"add finished within {delay}s; the test input is too small to interrupt")
+            pytest.fail(f"add finished before the kill ({delay}s after staging={staged}); the input is too small")
         p.send_signal(signal.SIGKILL)
         p.wait()
         assert (ds_path / "manifest.json").read_bytes() == manifest
