@@ -1020,9 +1020,9 @@ fn decode_bzip2(
     sha1: Option<Sha1>,
 ) -> Result<(u64, Option<String>)> {
     // Blocks are emitted in file order, so one slow block stalls the workers once the credits behind it run out;
-    // multistream files also spend a credit on every stream's footer. 2 per thread left the 2 workers idle ~15% of
-    // the time on the 250 MB multistream bench corpus (bz2cat -p 2 | sha256sum: 1.96 s wall at 2, 1.60 s at 4,
-    // 1.66 s at 8 per thread, 2026-12-07); 4 per thread costs ~2 MB more peak RSS per thread.
+    // multistream files also spend a credit on every stream's footer. On the 250 MB multistream bench corpus,
+    // `bz2cat FILE 2 | sha256sum` took 1.96 s wall with 2 per thread, 1.60 s with 4 and 1.66 s with 8 (2026-12-07,
+    // interleaved rounds); 4 per thread costs ~2 MB more peak RSS per thread (21.5 -> 25.4 MB at 2 threads).
     let in_flight = 4 * threads;
     let (job_tx, job_rx) = bounded::<Job>(threads);
     let (res_tx, res_rx) = bounded::<Job>(in_flight);

@@ -69,6 +69,15 @@ def big_dump(path: Path, xml: bytes, copies: int) -> Path:
     return path
 
 
+def wait_until_started(proc: subprocess.Popen, started: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Poll `started()` every 10 ms until it is true; fail if `proc` exits first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not started():
+        assert proc.poll() is None, "finished before its work was seen to start"
+        assert time.monotonic() < deadline, f"its work was not seen to start within {timeout_s:g} s"
+        time.sleep(0.01)
+
+
 def interrupt_cli(args: list, started: Callable[[], bool], after_s: float = 0.3) -> tuple[int, bytes, float]:
     """Run `python -m wikigpt ARGS`, wait until `started()` says the work is under way (e.g. its output folder has
     appeared), let it run `after_s` seconds more, then press Ctrl-C (SIGINT): (exit code, stderr, seconds it took to
@@ -76,11 +85,7 @@ def interrupt_cli(args: list, started: Callable[[], bool], after_s: float = 0.3)
     speed (import time varies, decoding gets faster). Fails if the command finished before it could be interrupted."""
     with subprocess.Popen([sys.executable, "-m", "wikigpt", *map(str, args)], stderr=subprocess.PIPE) as p:
         try:
-            deadline = time.monotonic() + 60
-            while not started():
-                assert p.poll() is None, "finished before its work was seen to start"
-                assert time.monotonic() < deadline, "its work was not seen to start within 60 s"
-                time.sleep(0.01)
+            wait_until_started(p, started)
             time.sleep(after_s)
             assert p.poll() is None, "finished before it could be interrupted: make the input larger"
             t0 = time.monotonic()

@@ -202,7 +202,7 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
     ds_path = tmp_path / "ds"
     ds = Dataset(ds_path, shard_tokens=1_000_000)
     ds.add([sample_parts[0]])
-    from conftest import big_dump
+    from conftest import big_dump, wait_until_started
 
     # ~360 MB of XML: several seconds of work even on a fast decoder (150 MB finished within 2 s here)
     big = big_dump(tmp_path / "enwiki-20160101-pages-articles7.xml-p1p999.bz2", sample_xml, 60)
@@ -215,10 +215,8 @@ def test_kill_9_at_any_moment_leaves_the_dataset_as_it_was(tmp_path, sample_part
         # big_dump repeats the sample's page ids: --allow-overlap lets it in beside part 1
         p = subprocess.Popen([sys.executable, "-m", "wikigpt", "add", str(ds_path), str(big), "-q",
                               "--allow-overlap"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while staged and not list(ds_path.glob(f".staging-{p.pid}-*")):
-            assert p.poll() is None and time.monotonic() < deadline, "add's staging folder was never seen"
-            time.sleep(0.01)
+        if staged:
+            wait_until_started(p, lambda mine=f".staging-{p.pid}-*": any(ds_path.glob(mine)))
         time.sleep(delay)
         if p.poll() is not None:
             pytest.fail(f"add finished before the kill ({delay}s after staging={staged}); the input is too small")
