@@ -565,7 +565,9 @@ fn shift_up_one(rest: &mut [u8; 256], idx: usize) {
 }
 
 /// The counting pass of the inverse BWT: `tt[j] = T[j] << 8 | ll[j]`, libbz2's "fast" packing, where T[j] is the
-/// row of the last column that holds the j-th byte of the first column.
+/// row of the last column that holds the j-th byte of the first column. One pass: T is a permutation, so each
+/// `tt[j]` is written exactly once, whole (a first pass storing `ll[j]` and a second OR-ing T in cost a load and a
+/// store more per byte: `bz2cat FILE 1` 2.40-2.42 -> 2.34-2.35 s, 4 interleaved rounds, 2026-12-07).
 fn unbwt(ll: &[u8], counts: &[u32; 256], tt: &mut [u32]) {
     // cftab[c] = how many bytes of the block are < c: where c's rows start in the first column.
     let mut cftab = [0u32; 256];
@@ -574,14 +576,11 @@ fn unbwt(ll: &[u8], counts: &[u32; 256], tt: &mut [u32]) {
         cftab[c] = sum;
         sum += counts[c];
     }
-    for (t, &c) in tt.iter_mut().zip(ll) {
-        *t = c as u32;
-    }
     for (i, &c) in ll.iter().enumerate() {
         // Row i of the last column is the j-th occurrence of c; it precedes row j of the first column.
-        let j = cftab[c as usize];
-        cftab[c as usize] = j + 1;
-        tt[j as usize] |= (i as u32) << 8;
+        let j = cftab[c as usize] as usize;
+        cftab[c as usize] += 1;
+        tt[j] = (i as u32) << 8 | ll[j] as u32;
     }
 }
 
