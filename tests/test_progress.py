@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import signal
 import threading
 import time
 
@@ -119,26 +120,26 @@ def test_run_with_progress_callback_and_errors():
         run_with_progress(failing, FakeHandle(), "add", progress=None)
 
 
-def test_ctrl_c_cancels_the_job_through_its_handle(monkeypatch):
+def test_ctrl_c_cancels_the_job_and_waits_for_it_to_end():
+    """A real SIGINT to the main thread while it waits on the job: the job is cancelled through its handle, and
+    run_with_progress raises only once the job has ended. (On Python < 3.12 a Ctrl-C landing inside Thread.join()
+    marked the thread as stopped while it ran on, and `extract` then deleted a staging folder that the job went on
+    writing into: a Parquet file was left behind.)"""
     handle = FakeHandle()
+    ended = threading.Event()
 
-    def job():  # a Rust job returns soon after its cancel flag is set
+    def job():  # like a Rust job: stops soon after its cancel flag is set, after cleaning up its files
         assert handle.cancelled.wait(10)
+        time.sleep(0.2)
+        ended.set()
         raise KeyboardInterrupt
 
-    joins = []
-    real_join = threading.Thread.join
-
-    def join(self, timeout=None):  # the first poll of the main thread is where Ctrl-C lands
-        joins.append(timeout)
-        if len(joins) == 1:
-            raise KeyboardInterrupt
-        return real_join(self, timeout)
-
-    monkeypatch.setattr(threading.Thread, "join", join)
+    main = threading.main_thread().ident
+    threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
         run_with_progress(job, handle, "add", progress=False, interval=0.01)
     assert handle.cancelled.is_set()
+    assert ended.is_set(), "run_with_progress returned while the job was still running"
 
 
 def test_download_progress_in_a_log_is_a_block_every_30_s():

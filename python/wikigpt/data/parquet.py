@@ -91,10 +91,17 @@ class _RollingParquet:
         self._finish_file()
 
     def abort(self) -> None:
-        """Close an open file without finishing it (the staging folder is removed with it)."""
+        """Close an open file without finishing it (the staging folder is removed with it). The writer is closed
+        first: a ParquetWriter left open writes its footer when it is garbage-collected, into the closed file, and
+        prints a traceback ("write to closed file") under the one-line "interrupted"."""
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except (OSError, ValueError):
+                pass  # the file is thrown away either way
         if self.file is not None:
             self.file.close()
-            self.file = self.writer = None
+        self.file = self.writer = None
 
     def _write_row_group(self) -> None:
         if self.writer is None:

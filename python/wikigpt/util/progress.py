@@ -338,28 +338,36 @@ def run_with_progress(
     silent.
     """
     result: dict = {}
+    # The job's end is this event, not the thread's: on Python < 3.12 a Ctrl-C that lands inside Thread.join()
+    # marks the thread as stopped while it still runs (CPython's _wait_for_tstate_lock releases the lock the running
+    # thread holds), so join() and is_alive() would let the caller delete a staging folder that the job is still
+    # writing into (seen: `extract --format parquet` left a staging folder with one file after Ctrl-C).
+    finished = threading.Event()
 
     def target() -> None:
         try:
             result["value"] = job()
         except BaseException as e:  # re-raised in the caller's thread
             result["error"] = e
+        finally:
+            finished.set()
 
     started = time.monotonic()
     line = LiveLines(lambda now: [format_line(label, snapshot(handle, started))], stream=stream,
                      enabled=progress is True)
     worker = threading.Thread(target=target, name=f"wikigpt-{label}", daemon=True)
-    worker.start()
     try:
-        while worker.is_alive():
-            worker.join(interval)
+        worker.start()
+        while not finished.wait(interval):
             if callable(progress):
                 progress(snapshot(handle, started))
             else:
                 line.refresh()
     except KeyboardInterrupt:
         handle.cancel()
-        worker.join()
+        # Wait for the job to wind down (its threads stop at their next check). A second Ctrl-C ends this wait.
+        if worker.ident is not None:
+            finished.wait()
         raise
     if callable(progress):
         progress(snapshot(handle, started))
