@@ -405,7 +405,8 @@ pub fn decode_block(
     scratch.ll.resize(block_max, 0);
     let mut counts = [0u32; 256];
     let eob = (n_in_use + 1) as u16;
-    let (nblock, saw_eob) = symbols(&mut bits, &selectors, &tables, eob, &seq_to_unseq, &mut scratch.ll, &mut counts)?;
+    let coding = Coding { selectors: &selectors, tables: &tables, eob, order: &seq_to_unseq };
+    let (nblock, saw_eob) = symbols(&mut bits, &coding, &mut scratch.ll, &mut counts)?;
     if !saw_eob {
         return Err("more symbols than selectors".into());
     }
@@ -444,54 +445,50 @@ pub fn decode_block(
     Ok(Outcome::Done(stored_crc))
 }
 
+/// How a block's symbols are coded: its selectors, its Huffman tables, its end-of-block symbol and the byte values
+/// in use (the MTF list's starting order).
+struct Coding<'a> {
+    selectors: &'a [u8],
+    tables: &'a [Huffman],
+    eob: u16,
+    order: &'a [u8; 256],
+}
+
+/// What the symbol loop returns: the block's length, and whether the end-of-block symbol came before the selectors ran
+/// out.
+type Symbols = Result<(usize, bool), BlockError>;
+
 /// The MTF/RLE2 symbols → the BWT's last column in `ll` (exactly `level × 100000` long), with each byte's count in
-/// `counts`. Returns the block's length and whether the end-of-block symbol came before the selectors ran out.
+/// `counts`.
 ///
 /// The loop runs with the MTF list that suits the CPU: with SSSE3 (every x86_64 CPU since 2006, checked at run time
 /// since the x86_64 baseline lacks it) moving a place to the front is one byte shuffle (`MtfShuffle`); otherwise
 /// the u128 shifts of `Mtf`.
-fn symbols(
-    bits: &mut Bits,
-    selectors: &[u8],
-    tables: &[Huffman],
-    eob: u16,
-    order: &[u8; 256],
-    ll: &mut [u8],
-    counts: &mut [u32; 256],
-) -> Result<(usize, bool), BlockError> {
+fn symbols(bits: &mut Bits, coding: &Coding, ll: &mut [u8], counts: &mut [u32; 256]) -> Symbols {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("ssse3") {
         // SAFETY: the CPU has SSSE3 (checked just above).
-        return unsafe { symbols_ssse3(bits, selectors, tables, eob, order, ll, counts) };
+        return unsafe { symbols_ssse3(bits, coding, ll, counts) };
     }
-    symbols_with(Mtf::new(order), bits, selectors, tables, eob, ll, counts)
+    symbols_with(Mtf::new(coding.order), bits, coding, ll, counts)
 }
 
 /// `symbols_with` compiled with SSSE3 enabled, so that `MtfShuffle`'s shuffle inlines into the loop.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
-unsafe fn symbols_ssse3(
-    bits: &mut Bits,
-    selectors: &[u8],
-    tables: &[Huffman],
-    eob: u16,
-    order: &[u8; 256],
-    ll: &mut [u8],
-    counts: &mut [u32; 256],
-) -> Result<(usize, bool), BlockError> {
-    symbols_with(MtfShuffle::new(order), bits, selectors, tables, eob, ll, counts)
+unsafe fn symbols_ssse3(bits: &mut Bits, coding: &Coding, ll: &mut [u8], counts: &mut [u32; 256]) -> Symbols {
+    symbols_with(MtfShuffle::new(coding.order), bits, coding, ll, counts)
 }
 
 #[inline(always)]
 fn symbols_with<M: MoveToFront>(
     mut mtf: M,
     bits: &mut Bits,
-    selectors: &[u8],
-    tables: &[Huffman],
-    eob: u16,
+    coding: &Coding,
     ll: &mut [u8],
     counts: &mut [u32; 256],
-) -> Result<(usize, bool), BlockError> {
+) -> Symbols {
+    let Coding { selectors, tables, eob, .. } = *coding;
     let mut nblock = 0usize;
     // Pending RUNA/RUNB digits: a bijective base-2 run length of the front byte, flushed at the next other symbol.
     let mut run = 0usize;
