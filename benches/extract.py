@@ -327,6 +327,27 @@ def target_rows(results: List[dict], runs: int) -> List[List[str]]:
     return rows
 
 
+def cpu_rows(results: List[dict], runs: int) -> List[List[str]]:
+    """CPU seconds (user + sys) per GB of XML of `cat` and `extract`, each run, and their difference: the work after
+    decoding. When both keep every core busy (N threads on N cores), extract's speed relative to cat is about cat's
+    CPU over extract's, so this difference, not the decoder, decides how close extract comes to cat."""
+    def per_gb(r: dict) -> float:
+        return r["cpu_s"] / (r["xml_mb_per_s"] * r["wall_s"] / 1000)
+
+    rows = []
+    threads = sorted({r["threads"] for r in results if r["key"] in ("cat", "extract")})
+    for layout in ("single", "multistream"):
+        for t in threads:
+            pairs = [(find(results, "cat", layout, t, run=run), find(results, "extract", layout, t, run=run))
+                     for run in range(runs)]
+            pairs = [(per_gb(c), per_gb(e)) for c, e in pairs if c and e]
+            if pairs:
+                rows.append([f"{t} thr, {'single stream' if layout == 'single' else layout}",
+                             " / ".join(f"{c:.1f}" for c, _ in pairs), " / ".join(f"{e:.1f}" for _, e in pairs),
+                             " / ".join(f"{e - c:.1f}" for c, e in pairs)])
+    return rows
+
+
 def speed(r: Optional[dict]) -> Optional[float]:
     return r["xml_mb_per_s"] if r else None
 
@@ -357,6 +378,10 @@ def report(ctx: dict, results: List[dict], size_mb: int, rss_mb: int, n: int, ru
                         "yes" if x >= 8 else "**no**"])
     if targets:
         lines += ["", table(["target", "measured (run 1 / 2 / ...)", "goal", "met (every run)"], targets)]
+    cpu = cpu_rows(every, runs)
+    if cpu:
+        lines += ["", "CPU seconds per GB of XML (run 1 / 2 / ...; extract − cat is the work after decoding):", "",
+                  table(["threads, file", "wikigpt cat", "wikigpt extract", "extract − cat"], cpu)]
 
     threads = sorted({r["threads"] for r in main if r["key"] in ("cat", "extract", "lbzip2")})
     if len(threads) > 1:

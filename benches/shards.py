@@ -301,6 +301,22 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
                          "identical"], trows)]
     if targets:
         lines += ["", table(["target", "measured", "goal", "met"], targets)]
+    cpu = []
+    for layout in ("single", "multistream"):
+        # CPU seconds per GB of XML; with every core busy, add's speed relative to cat is about cat's CPU over add's,
+        # so add − cat (the work after decoding) decides how close add comes to cat
+        pairs = []
+        for run in range(runs):
+            a = next((r for r in every if is_add(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
+            c = next((r for r in every if is_cat(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
+            if a and c:
+                pairs.append((c["cpu_s"] / (c["xml_bytes"] / 1e9), a["cpu_s"] / (a["xml_bytes"] / 1e9)))
+        if pairs:
+            cpu.append(["single stream" if layout == "single" else layout, " / ".join(f"{c:.1f}" for c, _ in pairs),
+                        " / ".join(f"{a:.1f}" for _, a in pairs), " / ".join(f"{a - c:.1f}" for c, a in pairs)])
+    if cpu:
+        lines += ["", "CPU seconds per GB of XML (run 1 / 2 / ...; add − cat is the work after decoding):", "",
+                  table(["file", "wikigpt cat", "wikigpt add", "add − cat"], cpu)]
     adds = sorted((r for r in e2e if is_add(r) and r.get("layout", "single") == "single" and r.get("run", 0) == 0),
                   key=lambda r: r["corpus_mb"])
     if len(adds) > 1:
