@@ -246,6 +246,17 @@ def is_cat(r: dict) -> bool:
     return r["pipeline"] == "wikigpt" and r["step"].startswith("wikigpt cat")
 
 
+def cat_add_pairs(results: List[dict], layout: str, runs: int) -> List[tuple]:
+    """(cat, add) of each run on one file layout, for the runs that have both."""
+    pairs = []
+    for run in range(runs):
+        same = [r for r in results if r.get("layout") == layout and r.get("run", 0) == run]
+        a, c = next((r for r in same if is_add(r)), None), next((r for r in same if is_cat(r)), None)
+        if a and c:
+            pairs.append((c, a))
+    return pairs
+
+
 def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, runs: int = 1) -> str:
     lines = [f"### Dump part → token shards: {size_mb} MB of XML, {n} threads", "", *context_lines(ctx), ""]
     every = [r for r in e2e if r["corpus_mb"] == size_mb]
@@ -275,12 +286,7 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
         targets.append([f"wikigpt add vs classic pipeline ({n} threads)", f"{x:.2f}×", "≥ 6×",
                         "yes" if x >= 6 else "**no**"])
     for layout in ("single", "multistream"):
-        xs = []
-        for run in range(runs):
-            a = next((r for r in every if is_add(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
-            c = next((r for r in every if is_cat(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
-            if a and c:
-                xs.append(c["wall_s"] / a["wall_s"])  # same XML: the ratio of speeds
+        xs = [c["wall_s"] / a["wall_s"] for c, a in cat_add_pairs(every, layout, runs)]  # same XML: ratio of speeds
         if xs:
             what = "single stream" if layout == "single" else layout
             targets.append([f"wikigpt add vs wikigpt cat, {n} threads, {what}",
@@ -305,12 +311,8 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
     for layout in ("single", "multistream"):
         # CPU seconds per GB of XML; with every core busy, add's speed relative to cat is about cat's CPU over add's,
         # so add − cat (the work after decoding) decides how close add comes to cat
-        pairs = []
-        for run in range(runs):
-            a = next((r for r in every if is_add(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
-            c = next((r for r in every if is_cat(r) and r.get("layout") == layout and r.get("run", 0) == run), None)
-            if a and c:
-                pairs.append((c["cpu_s"] / (c["xml_bytes"] / 1e9), a["cpu_s"] / (a["xml_bytes"] / 1e9)))
+        pairs = [(c["cpu_s"] / (c["xml_bytes"] / 1e9), a["cpu_s"] / (a["xml_bytes"] / 1e9))
+                 for c, a in cat_add_pairs(every, layout, runs)]
         if pairs:
             cpu.append(["single stream" if layout == "single" else layout, " / ".join(f"{c:.1f}" for c, _ in pairs),
                         " / ".join(f"{a:.1f}" for _, a in pairs), " / ".join(f"{a - c:.1f}" for c, a in pairs)])
