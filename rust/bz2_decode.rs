@@ -32,7 +32,7 @@
 //! Huffman + MTF 37%, walk 24%, counting pass (`unbwt`) 16%, RLE1 7%, CRC 4%, bz2.rs's reader 4%, memset/memmove 6%.
 //! Under `extract`, whose cleaning threads share the caches, the walk's share grows to ~31%.
 //! Calls to memset and memmove for short variable-length moves (RUNA/RUNB fills, RLE1 counts, MTF places past 16)
-//! were ~6% of `bz2cat` still on 2026-12-07; they are now fixed-size 16-byte moves (`push_run`, `shift_up_one`):
+//! were ~6% of `bz2cat` still on 2026-12-07; they are now fixed-size 16-byte moves (`push_run`, `take_from_rest`):
 //! `bz2cat FILE 1` on the 250 MB corpus, 4 interleaved rounds, 2.45-2.47 s -> 2.33-2.37 s wall.
 
 /// bzip2's longest Huffman code (decompress.c rejects anything longer).
@@ -594,9 +594,7 @@ impl MoveToFront for Mtf {
             self.head = (self.head & !upto) | ((self.head << 8) & upto) | uc as u128;
             uc
         } else {
-            let uc = self.rest[idx];
-            shift_up_one(&mut self.rest, idx);
-            self.rest[16] = (self.head >> 120) as u8;
+            let uc = take_from_rest(&mut self.rest, idx, (self.head >> 120) as u8);
             self.head = (self.head << 8) | uc as u128;
             uc
         }
@@ -665,9 +663,7 @@ impl MoveToFront for MtfShuffle {
                 self.head = _mm_shuffle_epi8(self.head, mask);
                 _mm_cvtsi128_si32(self.head) as u8
             } else {
-                let uc = self.rest[idx];
-                shift_up_one(&mut self.rest, idx);
-                self.rest[16] = (_mm_extract_epi16::<7>(self.head) >> 8) as u8;
+                let uc = take_from_rest(&mut self.rest, idx, (_mm_extract_epi16::<7>(self.head) >> 8) as u8);
                 self.head = _mm_or_si128(_mm_slli_si128::<1>(self.head), _mm_cvtsi32_si128(uc as i32));
                 uc
             }
@@ -675,19 +671,25 @@ impl MoveToFront for MtfShuffle {
     }
 }
 
-/// `rest[16..idx]` moved up one place (to `rest[17..=idx]`), for 16 < idx < 256, as `copy_within(16..idx, 17)`
-/// does, but in 16-byte moves from the top down with no call: `copy_within`'s length is not a constant, so it was a
-/// call to memmove per symbol past the 16th MTF place (~1.5% of `bz2cat`). The last move may start below place 16
-/// and so write places 1..16, which are unused (`Mtf::take` writes place 16 right after).
+/// The part of a move to front that both MTF lists share, for a place `idx` in 16..256: returns `rest[idx]`, moves
+/// `rest[16..idx]` up one place and puts `spilled` (the head's place 15, pushed out by the move) at place 16.
+///
+/// The move is what `copy_within(16..idx, 17)` does, but in 16-byte moves from the top down with no call:
+/// `copy_within`'s length is not a constant, so it was a call to memmove per symbol past the 16th MTF place (~1.5%
+/// of `bz2cat`). The last move may start below place 16 and so write places 1..16, which are unused; place 16 is
+/// written last.
 #[inline(always)]
-fn shift_up_one(rest: &mut [u8; 256], idx: usize) {
+fn take_from_rest(rest: &mut [u8; 256], idx: usize, spilled: u8) -> u8 {
     debug_assert!((16..256).contains(&idx));
+    let uc = rest[idx];
     let mut top = idx;
     while top > 16 {
         let chunk: [u8; 16] = rest[top - 16..top].try_into().expect("16 bytes");
         rest[top - 15..top + 1].copy_from_slice(&chunk);
         top -= 16;
     }
+    rest[16] = spilled;
+    uc
 }
 
 /// The counting pass of the inverse BWT: `tt[j] = T[j] << 8 | ll[j]`, libbz2's "fast" packing, where T[j] is the

@@ -181,6 +181,22 @@ fn short_key(b: &[u8]) -> Option<u128> {
     })
 }
 
+/// `short_key(&s[i..j])`, from one 16-byte load where `s` has 16 bytes from `i` (`short_key`'s loads depend on the
+/// piece's length, a branch that mispredicts from word to word in the encoder's loop).
+#[inline(always)]
+fn short_key_in(s: &[u8], i: usize, j: usize) -> Option<u128> {
+    let n = j - i;
+    let key = match s.get(i..i + 16) {
+        Some(window) if (1..=15).contains(&n) => {
+            let bytes = u128::from_le_bytes(window.try_into().expect("16 bytes"));
+            Some(bytes & (u128::MAX >> (128 - 8 * n)) | (n as u128) << 120)
+        }
+        _ => short_key(&s[i..j]),
+    };
+    debug_assert_eq!(key, short_key(&s[i..j]));
+    key
+}
+
 /// The ≤ 8 bytes of `b` as a zero-extended little-endian u64, with fixed-size (possibly overlapping) loads instead
 /// of a variable-length copy.
 #[inline(always)]
@@ -617,17 +633,7 @@ impl Encoder {
         let mut i = 0;
         while i < s.len() {
             let j = piece_end(cls, s, i);
-            // The piece's key from one 16-byte load where the text has 16 bytes from i (short_key's loads depend on
-            // the piece's length, a branch that mispredicts from word to word); the same key either way.
-            let key = match s.get(i..i + 16) {
-                Some(window) if j - i <= 15 => {
-                    let n = j - i;
-                    let bytes = u128::from_le_bytes(window.try_into().expect("16 bytes"));
-                    Some(bytes & (u128::MAX >> (128 - 8 * n)) | (n as u128) << 120)
-                }
-                _ => short_key(&s[i..j]),
-            };
-            self.encode_piece(&s[i..j], key, out);
+            self.encode_piece(&s[i..j], short_key_in(s, i, j), out);
             i = j;
         }
     }
@@ -635,7 +641,6 @@ impl Encoder {
     /// One piece, `key` its `short_key`.
     #[inline(always)]
     fn encode_piece(&mut self, piece: &[u8], key: Option<u128>, out: &mut Vec<u32>) {
-        debug_assert_eq!(key, short_key(piece));
         let Some(key) = key else {
             self.encode_piece_slow(piece, out);
             return;
