@@ -308,6 +308,13 @@ TARGETS = (
 )
 
 
+def run_pairs(results: List[dict], a_key: str, b_key: str, layout: str, threads: int, runs: int) -> List[tuple]:
+    """(a, b) of each run on one file layout and thread count, for the runs that have both."""
+    pairs = [(find(results, a_key, layout, threads, run=run), find(results, b_key, layout, threads, run=run))
+             for run in range(runs)]
+    return [(a, b) for a, b in pairs if a and b]
+
+
 def target_rows(results: List[dict], runs: int) -> List[List[str]]:
     """One row per target, file layout and thread count: the ratio in each run, and whether every run meets it."""
     rows = []
@@ -315,11 +322,8 @@ def target_rows(results: List[dict], runs: int) -> List[List[str]]:
     for what, a_key, b_key, goal in TARGETS:
         for layout in ("single", "multistream"):
             for t in threads:
-                xs = []
-                for run in range(runs):
-                    a, b = find(results, a_key, layout, t, run=run), find(results, b_key, layout, t, run=run)
-                    if a and b:
-                        xs.append(a["xml_mb_per_s"] / b["xml_mb_per_s"])
+                pairs = run_pairs(results, a_key, b_key, layout, t, runs)
+                xs = [a["xml_mb_per_s"] / b["xml_mb_per_s"] for a, b in pairs]
                 if xs:
                     rows.append([f"{what}, {t} thr, {'single stream' if layout == 'single' else layout}",
                                  " / ".join(f"{x:.2f}×" for x in xs), f"≥ {goal}×",
@@ -338,9 +342,7 @@ def cpu_rows(results: List[dict], runs: int) -> List[List[str]]:
     threads = sorted({r["threads"] for r in results if r["key"] in ("cat", "extract")})
     for layout in ("single", "multistream"):
         for t in threads:
-            pairs = [(find(results, "cat", layout, t, run=run), find(results, "extract", layout, t, run=run))
-                     for run in range(runs)]
-            pairs = [(per_gb(c), per_gb(e)) for c, e in pairs if c and e]
+            pairs = [(per_gb(c), per_gb(e)) for c, e in run_pairs(results, "cat", "extract", layout, t, runs)]
             if pairs:
                 rows.append([f"{t} thr, {'single stream' if layout == 'single' else layout}",
                              " / ".join(f"{c:.1f}" for c, _ in pairs), " / ".join(f"{e:.1f}" for _, e in pairs),
