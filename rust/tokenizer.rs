@@ -14,8 +14,9 @@
 //! 2. `byte_pair_merge`: tiktoken's `_byte_pair_merge` (pieces < 100 bytes) and `_byte_pair_merge_large` (a heap,
 //!    for longer pieces), with the same tie-breaking (lowest rank, then leftmost), so the merges are the same.
 //! 3. Per-[`Encoder`] caches: a small direct-mapped "hot" table (piece → tokens, 8192 slots, L2-sized) answers the
-//!    most frequent pieces; on a miss, the shared ranks table (pieces that are one token, as tiktoken checks first),
-//!    then a cache of merged pieces (bounded: cleared at [`CACHE_MAX_ENTRIES`]), then a merge.
+//!    most frequent pieces; on a miss, one probe of the piece table (every one-token piece, as tiktoken checks
+//!    first, and every merged piece so far; bounded: reset at [`CACHE_MAX_ENTRIES`]), prefetched one piece ahead;
+//!    else a merge.
 //!
 //! Identity with the reference is checked by the tests at the bottom (real articles, hand-picked edge cases, every
 //! code point in several contexts, and 20k random strings of tricky characters). Speed: see examples/tokbench.rs.
@@ -29,6 +30,12 @@
 //! 2026-12-07: ASCII letters skipped 16 at a time (`ascii_letters_end`) and each piece's key from one 16-byte load
 //! (no branch on its length): `tokbench --mb 300 --threads 1 --fast-only`, 3 interleaved rounds, 122-142 -> 147-152
 //! MB/cpu-s. Doubling the hot table (2^14, 2^15 slots) halved its misses but measured no faster; 2^16 was slower.
+//! 2026-12-07, later: 16% of pieces miss the hot table on that input, and each miss probed the ranks map and then
+//! the cache map, two likely cache misses (~60% of the miss path in perf annotate). One table of both, our own so
+//! the next piece's slot can be prefetched while this one is encoded: 124-134 -> 139-143 MB/cpu-s (`tokbench --mb
+//! 300 --threads 1 --fast-only`, 4 interleaved rounds). Prefetching 4 pieces ahead (batches of 32) measured the
+//! same as 1 ahead, so the simpler one stays. `wikigpt add` on the 250 MB bench corpus: no change above noise (the
+//! tokenizer is ~1/6 of its CPU).
 
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, OnceLock};
@@ -65,6 +72,8 @@ pub struct Gpt2Core {
     /// tiktoken-rs's r50k_base: the reference encoder.
     reference: &'static tiktoken_rs::CoreBPE,
     classes: CharClasses,
+    /// Every token of ≤ 15 bytes as a one-token [`PieceTable`] entry: each [`Encoder`]'s table starts as a copy.
+    one_token_pieces: PieceTable,
 }
 
 /// The GPT-2 (r50k_base) ranks, shared read-only by every thread (built once, on first use).
@@ -87,7 +96,13 @@ impl Gpt2Core {
             }
             decoder.push(bytes);
         }
-        Gpt2Core { ranks, decoder, reference, classes: CharClasses::build() }
+        let mut one_token_pieces = PieceTable::with_slots(1 << 17);
+        for (id, bytes) in decoder.iter().enumerate().take(EOT as usize) {
+            if let Some(key) = short_key(bytes) {
+                one_token_pieces.insert(key, id as u32, ONE_TOKEN);
+            }
+        }
+        Gpt2Core { ranks, decoder, reference, classes: CharClasses::build(), one_token_pieces }
     }
 
     /// All (token bytes, rank) pairs, sorted by rank: the `mergeable_ranks` of a `tiktoken.Encoding` (EOT excluded;
@@ -153,15 +168,6 @@ impl<V: Copy> BytesMap<V> {
             Some(k) => self.short.insert(k, v),
             None => self.long.insert(key.into(), v),
         }
-    }
-
-    fn len(&self) -> usize {
-        self.short.len() + self.long.len()
-    }
-
-    fn clear(&mut self) {
-        self.short.clear();
-        self.long.clear();
     }
 }
 
@@ -581,8 +587,9 @@ fn merge_large(
 // Encoder
 // ---------------------------------------------------------------------------------------------------------------
 
-/// One slot of the hot table: a short piece's key and its tokens, either one token (`len == ONE_TOKEN`, the id in
-/// `a`) or `len` tokens at `arena[a..]`. An all-zero key is the empty string, which is never looked up: empty slot.
+/// One slot of the hot table and of a [`PieceTable`]: a short piece's key and its tokens, either one token
+/// (`len == ONE_TOKEN`, the id in `a`) or `len` tokens at `arena[a..]`. A real key has the piece's length (≥ 1) in
+/// its top byte, so `key_hi == 0` marks an empty slot.
 #[derive(Clone, Copy, Default)]
 struct HotEntry {
     key_lo: u64,
@@ -592,13 +599,94 @@ struct HotEntry {
 }
 const ONE_TOKEN: u32 = u32::MAX;
 
-/// The fast encoder: one per worker thread (it owns a cache of piece → tokens). Cheap to create.
+/// The 64-bit hash of a short key: the hot table and the piece table take their index from its top bits.
+#[inline(always)]
+fn key_hash(lo: u64, hi: u64) -> u64 {
+    (lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Short pieces (≤ 15 bytes) → tokens, open addressing with linear probing over [`HotEntry`] slots. One table holds
+/// both the one-token pieces (seeded from the ranks) and every merged piece seen so far, so a hot-table miss costs
+/// one probe, not a probe of the ranks and then one of the cache (each a likely cache miss: they were ~60% of the
+/// miss path). It is ours rather than a `HashMap` so that the encoder can prefetch a slot one piece ahead.
+#[derive(Clone)]
+struct PieceTable {
+    slots: Box<[HotEntry]>,
+    /// 64 - log2(slots.len()): the index is the hash's top bits.
+    shift: u32,
+    len: usize,
+}
+
+impl PieceTable {
+    fn with_slots(n: usize) -> Self {
+        assert!(n.is_power_of_two() && n >= 2);
+        PieceTable { slots: vec![HotEntry::default(); n].into_boxed_slice(), shift: 64 - n.trailing_zeros(), len: 0 }
+    }
+
+    #[inline(always)]
+    fn home(&self, lo: u64, hi: u64) -> usize {
+        (key_hash(lo, hi) >> self.shift) as usize
+    }
+
+    /// Start loading the slot where `key`'s probe begins (a hint: no effect on results).
+    #[inline(always)]
+    fn prefetch(&self, lo: u64, hi: u64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `home` is below slots.len(); a prefetch never faults.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(self.home(lo, hi)) as *const i8);
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, lo: u64, hi: u64) -> Option<(u32, u32)> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(lo, hi);
+        loop {
+            let e = &self.slots[i];
+            if e.key_lo == lo && e.key_hi == hi {
+                return Some((e.a, e.len));
+            }
+            if e.key_hi == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Add a key that is not in the table; doubles the table past 3/4 full (probes stay short).
+    fn insert(&mut self, key: u128, a: u32, len: u32) {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            let mut bigger = PieceTable::with_slots(self.slots.len() * 2);
+            for e in self.slots.iter().filter(|e| e.key_hi != 0) {
+                bigger.insert((e.key_hi as u128) << 64 | e.key_lo as u128, e.a, e.len);
+            }
+            *self = bigger;
+        }
+        let (lo, hi) = (key as u64, (key >> 64) as u64);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(lo, hi);
+        while self.slots[i].key_hi != 0 {
+            debug_assert!(!(self.slots[i].key_lo == lo && self.slots[i].key_hi == hi), "key inserted twice");
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = HotEntry { key_lo: lo, key_hi: hi, a, len };
+        self.len += 1;
+    }
+}
+
+/// The fast encoder: one per worker thread (it owns a cache of piece → tokens). Cheap to create (a 3 MB copy).
 pub struct Encoder {
     core: &'static Gpt2Core,
     /// Direct-mapped, indexed by a hash of the short key: the most frequent pieces are answered from here.
     hot: Box<[HotEntry]>,
-    /// piece bytes → (start, len) in `arena`; only pieces that are not a single token.
-    cache: BytesMap<(u32, u32)>,
+    /// Short pieces: every one-token piece, and the merged ones seen so far (their tokens in `arena`).
+    pieces: PieceTable,
+    /// Longer merged pieces (16..=CACHE_MAX_PIECE_BYTES bytes) → (start, len) in `arena`; rare.
+    long_pieces: FxHashMap<Box<[u8]>, (u32, u32)>,
+    /// How many merged pieces the two tables hold; both are reset at `cache_max`.
+    merged: usize,
     arena: Vec<u32>,
     /// CACHE_MAX_ENTRIES, except in tests that make it tiny to exercise clearing.
     cache_max: usize,
@@ -613,10 +701,13 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
+        let core = shared();
         Encoder {
-            core: shared(),
+            core,
             hot: vec![HotEntry::default(); 1 << HOT_BITS].into_boxed_slice(),
-            cache: BytesMap::default(),
+            pieces: core.one_token_pieces.clone(),
+            long_pieces: FxHashMap::default(),
+            merged: 0,
             arena: Vec::new(),
             cache_max: CACHE_MAX_ENTRIES,
             scratch: MergeScratch::default(),
@@ -626,73 +717,126 @@ impl Encoder {
     /// Append the tokens of `text` to `out`; equal to `Gpt2Core::encode_ordinary_reference(text)` for every input
     /// (a literal `<|endoftext|>` is ordinary text).
     pub fn encode_ordinary(&mut self, text: &str, out: &mut Vec<u32>) {
-        let core = self.core;
-        let cls = &core.classes;
+        let cls = &self.core.classes;
         let s = text.as_bytes();
-        out.reserve(s.len() / 4);
-        let mut i = 0;
-        while i < s.len() {
-            let j = piece_end(cls, s, i);
-            self.encode_piece(&s[i..j], short_key_in(s, i, j), out);
-            i = j;
+        if s.is_empty() {
+            return;
         }
+        out.reserve(s.len() / 4);
+        // One piece ahead: where the next piece will miss the hot table, its piece-table slot is prefetched while
+        // this one is encoded (a miss there is a trip to L3 or memory).
+        let (mut i, mut j) = (0, piece_end(cls, s, 0));
+        let mut key = short_key_in(s, 0, j);
+        loop {
+            let (next_j, next_key) = if j < s.len() {
+                let k = piece_end(cls, s, j);
+                (k, short_key_in(s, j, k))
+            } else {
+                (j, None)
+            };
+            if let Some(k) = next_key {
+                let (lo, hi) = (k as u64, (k >> 64) as u64);
+                let e = &self.hot[Self::hot_slot(lo, hi)];
+                if e.key_lo != lo || e.key_hi != hi {
+                    self.pieces.prefetch(lo, hi);
+                }
+            }
+            self.encode_piece(&s[i..j], key, out);
+            if j == s.len() {
+                return;
+            }
+            (i, j, key) = (j, next_j, next_key);
+        }
+    }
+
+    #[inline(always)]
+    fn hot_slot(lo: u64, hi: u64) -> usize {
+        (key_hash(lo, hi) >> (64 - HOT_BITS)) as usize
     }
 
     /// One piece, `key` its `short_key`.
     #[inline(always)]
     fn encode_piece(&mut self, piece: &[u8], key: Option<u128>, out: &mut Vec<u32>) {
         let Some(key) = key else {
-            self.encode_piece_slow(piece, out);
+            self.encode_long_piece(piece, out);
             return;
         };
         let (lo, hi) = (key as u64, (key >> 64) as u64);
-        let slot = ((lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HOT_BITS)) as usize;
+        let slot = Self::hot_slot(lo, hi);
         let e = self.hot[slot];
         if e.key_lo == lo && e.key_hi == hi {
-            if e.len == ONE_TOKEN {
-                out.push(e.a);
-            } else {
-                out.extend_from_slice(&self.arena[e.a as usize..(e.a + e.len) as usize]);
-            }
+            self.emit(e.a, e.len, out);
             return;
         }
-        let (a, len) = self.encode_piece_slow(piece, out);
+        let (a, len) = self.encode_short_piece_slow(piece, key, out);
         self.hot[slot] = HotEntry { key_lo: lo, key_hi: hi, a, len };
     }
 
-    /// Ranks, then the cache, then a merge. Returns the hot-table value: (token, ONE_TOKEN) or (arena start, len).
+    /// Push a table value's tokens: one token, or `len` tokens from `arena[a..]`.
+    #[inline(always)]
+    fn emit(&self, a: u32, len: u32, out: &mut Vec<u32>) {
+        if len == ONE_TOKEN {
+            out.push(a);
+        } else {
+            out.extend_from_slice(&self.arena[a as usize..(a + len) as usize]);
+        }
+    }
+
+    /// A short piece that missed the hot table: the piece table, else a merge (remembered there). Returns its value
+    /// for the hot table.
     #[inline(never)]
-    fn encode_piece_slow(&mut self, piece: &[u8], out: &mut Vec<u32>) -> (u32, u32) {
-        if let Some(t) = self.core.rank(piece) {
-            out.push(t);
-            return (t, ONE_TOKEN);
+    fn encode_short_piece_slow(&mut self, piece: &[u8], key: u128, out: &mut Vec<u32>) -> (u32, u32) {
+        if let Some((a, len)) = self.pieces.get(key as u64, (key >> 64) as u64) {
+            self.emit(a, len, out);
+            return (a, len);
         }
-        if let Some((start, len)) = self.cache.get(piece) {
-            out.extend_from_slice(&self.arena[start as usize..(start + len) as usize]);
-            return (start, len);
-        }
-        let before = out.len();
-        byte_pair_merge(self.core, piece, &mut self.scratch, out);
-        if piece.len() > CACHE_MAX_PIECE_BYTES {
-            // Too long for the hot table's short keys anyway; nothing refers to this value.
-            return (0, 0);
-        }
-        if self.cache.len() >= self.cache_max || self.arena.len() > u32::MAX as usize / 2 {
-            // The hot table points into the arena: it is cleared with it.
-            self.cache.clear();
-            self.arena.clear();
-            self.hot.fill(HotEntry::default());
-        }
-        let start = self.arena.len() as u32;
-        self.arena.extend_from_slice(&out[before..]);
-        let len = (out.len() - before) as u32;
-        self.cache.insert(piece, (start, len));
+        let (start, len) = self.merge_and_remember(piece, out);
+        self.pieces.insert(key, start, len);
         (start, len)
     }
 
-    /// Number of pieces in the cache (for tests and tuning).
+    /// A piece of ≥ 16 bytes: the ranks, the long-piece cache, else a merge (remembered if ≤ CACHE_MAX_PIECE_BYTES).
+    #[inline(never)]
+    fn encode_long_piece(&mut self, piece: &[u8], out: &mut Vec<u32>) {
+        if let Some(t) = self.core.rank(piece) {
+            out.push(t);
+            return;
+        }
+        if let Some(&(start, len)) = self.long_pieces.get(piece) {
+            self.emit(start, len, out);
+            return;
+        }
+        if piece.len() > CACHE_MAX_PIECE_BYTES {
+            // Rarely repeats, and would bloat the cache: merged every time.
+            byte_pair_merge(self.core, piece, &mut self.scratch, out);
+            return;
+        }
+        let value = self.merge_and_remember(piece, out);
+        self.long_pieces.insert(piece.into(), value);
+    }
+
+    /// Merge `piece` (not a token) onto `out` and copy its tokens to the arena; returns (arena start, len). The
+    /// caller records the piece. Past `cache_max` pieces everything remembered is dropped first (the hot table too:
+    /// it points into the arena).
+    fn merge_and_remember(&mut self, piece: &[u8], out: &mut Vec<u32>) -> (u32, u32) {
+        if self.merged >= self.cache_max || self.arena.len() > u32::MAX as usize / 2 {
+            self.pieces = self.core.one_token_pieces.clone();
+            self.long_pieces.clear();
+            self.arena.clear();
+            self.hot.fill(HotEntry::default());
+            self.merged = 0;
+        }
+        let before = out.len();
+        byte_pair_merge(self.core, piece, &mut self.scratch, out);
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(&out[before..]);
+        self.merged += 1;
+        (start, (out.len() - before) as u32)
+    }
+
+    /// Number of merged pieces remembered (for tests and tuning).
     pub fn cache_len(&self) -> usize {
-        self.cache.len()
+        self.merged
     }
 }
 
@@ -1110,6 +1254,32 @@ mod tests {
             assert!(got == want, "case {case} with a small cache: {text:?}");
         }
         assert!(enc.cache_len() > 0);
+    }
+
+    #[test]
+    fn piece_table_finds_what_it_holds_across_growth() {
+        // From 2 slots to 2048: every key inserted so far is found with its value, and absent keys are not.
+        let mut t = PieceTable::with_slots(2);
+        let key = |n: u32| short_key(format!("k{n}").as_bytes()).unwrap();
+        for n in 0..1000u32 {
+            t.insert(key(n), n, n + 1);
+            assert_eq!(t.len, n as usize + 1);
+            for m in [0, n / 2, n] {
+                let k = key(m);
+                assert_eq!(t.get(k as u64, (k >> 64) as u64), Some((m, m + 1)), "key {m} after {n} inserts");
+            }
+            let absent = key(n + 1);
+            assert_eq!(t.get(absent as u64, (absent >> 64) as u64), None);
+        }
+        assert_eq!(t.slots.len(), 2048);
+        // The shared seed holds exactly the short tokens, each as one token.
+        let core = shared();
+        let short = core.decoder[..EOT as usize].iter().filter(|b| b.len() <= 15).count();
+        assert_eq!(core.one_token_pieces.len, short);
+        for id in [0u32, 262, 13, 50255] {
+            let k = short_key(&core.decoder[id as usize]).unwrap();
+            assert_eq!(core.one_token_pieces.get(k as u64, (k >> 64) as u64), Some((id, ONE_TOKEN)));
+        }
     }
 
     #[test]
