@@ -688,7 +688,7 @@ impl<'n, 'a> Renderer<'n, 'a> {
             None => (false, target),
         };
         if !visible {
-            if let Some(colon) = target.find(':') {
+            if let Some(colon) = memchr::memchr(b':', target.as_bytes()) {
                 let prefix = &target[..colon];
                 match self.ns.key_of_prefix(prefix) {
                     Some(6) | Some(14) | Some(-2) => return,
@@ -741,7 +741,7 @@ impl<'n, 'a> Renderer<'n, 'a> {
             for (k, node) in part.iter().enumerate() {
                 match node {
                     Node::Text(t) => {
-                        if let Some(p) = t.find('=') {
+                        if let Some(p) = memchr::memchr(b'=', t.as_bytes()) {
                             split = Some((k, p));
                             break;
                         }
@@ -776,7 +776,7 @@ impl<'n, 'a> Renderer<'n, 'a> {
             // Parser functions (#if, #switch, #expr, #invoke, …) need a template engine: dropped.
             return;
         }
-        if let Some(colon) = key.find(':') {
+        if let Some(colon) = memchr::memchr(b':', key.as_bytes()) {
             // Magic-word functions: {{formatnum:1234}}, {{lc:…}}; the first argument follows the colon.
             let func = &key[..colon];
             let raw_arg = raw_name.trim();
