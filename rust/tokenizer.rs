@@ -14,9 +14,9 @@
 //! 2. `byte_pair_merge`: tiktoken's `_byte_pair_merge` (pieces < 100 bytes) and `_byte_pair_merge_large` (a heap,
 //!    for longer pieces), with the same tie-breaking (lowest rank, then leftmost), so the merges are the same.
 //! 3. Per-[`Encoder`] caches: a small direct-mapped "hot" table (piece → tokens, 8192 slots, L2-sized) answers the
-//!    most frequent pieces; on a miss, one probe of the piece table (every one-token piece, as tiktoken checks
-//!    first, and every merged piece so far; bounded: reset at [`CACHE_MAX_ENTRIES`]), prefetched one piece ahead;
-//!    else a merge.
+//!    most frequent pieces; on a miss, one probe of the piece table (every short piece seen so far; bounded: reset
+//!    at [`CACHE_MAX_ENTRIES`]), prefetched one piece ahead; else the shared ranks (a piece that is one token, as
+//!    tiktoken checks first), else a merge.
 //!
 //! Identity with the reference is checked by the tests at the bottom (real articles, hand-picked edge cases, every
 //! code point in several contexts, and 20k random strings of tricky characters). Speed: see examples/tokbench.rs.
@@ -31,11 +31,14 @@
 //! (no branch on its length): `tokbench --mb 300 --threads 1 --fast-only`, 3 interleaved rounds, 122-142 -> 147-152
 //! MB/cpu-s. Doubling the hot table (2^14, 2^15 slots) halved its misses but measured no faster; 2^16 was slower.
 //! 2026-12-07, later: 16% of pieces miss the hot table on that input, and each miss probed the ranks map and then
-//! the cache map, two likely cache misses (~60% of the miss path in perf annotate). One table of both, our own so
-//! the next piece's slot can be prefetched while this one is encoded: 124-134 -> 139-143 MB/cpu-s (`tokbench --mb
-//! 300 --threads 1 --fast-only`, 4 interleaved rounds). Prefetching 4 pieces ahead (batches of 32) measured the
-//! same as 1 ahead, so the simpler one stays. `wikigpt add` on the 250 MB bench corpus: no change above noise (the
-//! tokenizer is ~1/6 of its CPU).
+//! the cache map, two likely cache misses (~60% of the miss path in perf annotate). Now one table holds every short
+//! piece seen (one token or merged), our own so the next piece's slot is prefetched while this one is encoded:
+//! `tokbench --mb 300 --threads 1 --fast-only` 135-150 -> 168-175 MB/cpu-s (3 interleaved rounds); `wikigpt add -p 2`
+//! on the 250 MB bench corpus, 8 interleaved rounds: median CPU 4.68 -> 4.56 s (-2.7%; the tokenizer is ~1/6 of
+//! it), shards identical. The price: a piece's first sighting costs a probe and an insert more, so a fresh encoder
+//! on unseen text (tokbench's "cold" line, `--mb 3`) is ~7% slower (80-82 -> 73-77 MB/s); an encoder lives for a
+//! whole dump file in `add`. Tried: seeding each table with the 50k one-token pieces (a 3 MB copy per encoder):
+//! 148-156 warm, no better cold; prefetching 4 pieces ahead (batches of 32): same as 1 ahead.
 
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, OnceLock};
@@ -72,8 +75,6 @@ pub struct Gpt2Core {
     /// tiktoken-rs's r50k_base: the reference encoder.
     reference: &'static tiktoken_rs::CoreBPE,
     classes: CharClasses,
-    /// Every token of ≤ 15 bytes as a one-token [`PieceTable`] entry: each [`Encoder`]'s table starts as a copy.
-    one_token_pieces: PieceTable,
 }
 
 /// The GPT-2 (r50k_base) ranks, shared read-only by every thread (built once, on first use).
@@ -96,13 +97,7 @@ impl Gpt2Core {
             }
             decoder.push(bytes);
         }
-        let mut one_token_pieces = PieceTable::with_slots(1 << 17);
-        for (id, bytes) in decoder.iter().enumerate().take(EOT as usize) {
-            if let Some(key) = short_key(bytes) {
-                one_token_pieces.insert(key, id as u32, ONE_TOKEN);
-            }
-        }
-        Gpt2Core { ranks, decoder, reference, classes: CharClasses::build(), one_token_pieces }
+        Gpt2Core { ranks, decoder, reference, classes: CharClasses::build() }
     }
 
     /// All (token bytes, rank) pairs, sorted by rank: the `mergeable_ranks` of a `tiktoken.Encoding` (EOT excluded;
@@ -606,9 +601,9 @@ fn key_hash(lo: u64, hi: u64) -> u64 {
 }
 
 /// Short pieces (≤ 15 bytes) → tokens, open addressing with linear probing over [`HotEntry`] slots. One table holds
-/// both the one-token pieces (seeded from the ranks) and every merged piece seen so far, so a hot-table miss costs
-/// one probe, not a probe of the ranks and then one of the cache (each a likely cache miss: they were ~60% of the
-/// miss path). It is ours rather than a `HashMap` so that the encoder can prefetch a slot one piece ahead.
+/// every piece seen so far, one token or merged, so a hot-table miss on a seen piece costs one probe, not a probe of
+/// the ranks and then one of the merge cache (each a likely cache miss: they were ~60% of the miss path). It is ours
+/// rather than a `HashMap` so that the encoder can prefetch a slot one piece ahead.
 #[derive(Clone)]
 struct PieceTable {
     slots: Box<[HotEntry]>,
@@ -621,6 +616,12 @@ impl PieceTable {
     fn with_slots(n: usize) -> Self {
         assert!(n.is_power_of_two() && n >= 2);
         PieceTable { slots: vec![HotEntry::default(); n].into_boxed_slice(), shift: 64 - n.trailing_zeros(), len: 0 }
+    }
+
+    /// Empty, keeping its size.
+    fn clear(&mut self) {
+        self.slots.fill(HotEntry::default());
+        self.len = 0;
     }
 
     #[inline(always)]
@@ -676,17 +677,15 @@ impl PieceTable {
     }
 }
 
-/// The fast encoder: one per worker thread (it owns a cache of piece → tokens). Cheap to create (a 3 MB copy).
+/// The fast encoder: one per worker thread (it owns a cache of piece → tokens). Cheap to create.
 pub struct Encoder {
     core: &'static Gpt2Core,
     /// Direct-mapped, indexed by a hash of the short key: the most frequent pieces are answered from here.
     hot: Box<[HotEntry]>,
-    /// Short pieces: every one-token piece, and the merged ones seen so far (their tokens in `arena`).
+    /// Short pieces seen so far → their tokens (one token, or merged ones in `arena`).
     pieces: PieceTable,
     /// Longer merged pieces (16..=CACHE_MAX_PIECE_BYTES bytes) → (start, len) in `arena`; rare.
     long_pieces: FxHashMap<Box<[u8]>, (u32, u32)>,
-    /// How many merged pieces the two tables hold; both are reset at `cache_max`.
-    merged: usize,
     arena: Vec<u32>,
     /// CACHE_MAX_ENTRIES, except in tests that make it tiny to exercise clearing.
     cache_max: usize,
@@ -701,13 +700,11 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
-        let core = shared();
         Encoder {
-            core,
+            core: shared(),
             hot: vec![HotEntry::default(); 1 << HOT_BITS].into_boxed_slice(),
-            pieces: core.one_token_pieces.clone(),
+            pieces: PieceTable::with_slots(1 << 12),
             long_pieces: FxHashMap::default(),
-            merged: 0,
             arena: Vec::new(),
             cache_max: CACHE_MAX_ENTRIES,
             scratch: MergeScratch::default(),
@@ -782,17 +779,24 @@ impl Encoder {
         }
     }
 
-    /// A short piece that missed the hot table: the piece table, else a merge (remembered there). Returns its value
-    /// for the hot table.
+    /// A short piece that missed the hot table: the piece table, else the ranks, else a merge (either remembered
+    /// in the piece table). Returns its value for the hot table.
     #[inline(never)]
     fn encode_short_piece_slow(&mut self, piece: &[u8], key: u128, out: &mut Vec<u32>) -> (u32, u32) {
         if let Some((a, len)) = self.pieces.get(key as u64, (key >> 64) as u64) {
             self.emit(a, len, out);
             return (a, len);
         }
-        let (start, len) = self.merge_and_remember(piece, out);
-        self.pieces.insert(key, start, len);
-        (start, len)
+        self.make_room();
+        let value = match self.core.rank(piece) {
+            Some(t) => {
+                out.push(t);
+                (t, ONE_TOKEN)
+            }
+            None => self.merge_into_arena(piece, out),
+        };
+        self.pieces.insert(key, value.0, value.1);
+        value
     }
 
     /// A piece of ≥ 16 bytes: the ranks, the long-piece cache, else a merge (remembered if ≤ CACHE_MAX_PIECE_BYTES).
@@ -811,32 +815,34 @@ impl Encoder {
             byte_pair_merge(self.core, piece, &mut self.scratch, out);
             return;
         }
-        let value = self.merge_and_remember(piece, out);
+        self.make_room();
+        let value = self.merge_into_arena(piece, out);
         self.long_pieces.insert(piece.into(), value);
     }
 
-    /// Merge `piece` (not a token) onto `out` and copy its tokens to the arena; returns (arena start, len). The
-    /// caller records the piece. Past `cache_max` pieces everything remembered is dropped first (the hot table too:
+    /// Before remembering a piece: past `cache_max` pieces (or a full arena), forget everything (the hot table too:
     /// it points into the arena).
-    fn merge_and_remember(&mut self, piece: &[u8], out: &mut Vec<u32>) -> (u32, u32) {
-        if self.merged >= self.cache_max || self.arena.len() > u32::MAX as usize / 2 {
-            self.pieces = self.core.one_token_pieces.clone();
+    fn make_room(&mut self) {
+        if self.cache_len() >= self.cache_max || self.arena.len() > u32::MAX as usize / 2 {
+            self.pieces.clear();
             self.long_pieces.clear();
             self.arena.clear();
             self.hot.fill(HotEntry::default());
-            self.merged = 0;
         }
+    }
+
+    /// Merge `piece` (not a token) onto `out` and copy its tokens to the arena; returns (arena start, len).
+    fn merge_into_arena(&mut self, piece: &[u8], out: &mut Vec<u32>) -> (u32, u32) {
         let before = out.len();
         byte_pair_merge(self.core, piece, &mut self.scratch, out);
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(&out[before..]);
-        self.merged += 1;
         (start, (out.len() - before) as u32)
     }
 
-    /// Number of merged pieces remembered (for tests and tuning).
+    /// Number of pieces remembered (for tests and tuning).
     pub fn cache_len(&self) -> usize {
-        self.merged
+        self.pieces.len + self.long_pieces.len()
     }
 }
 
@@ -1258,7 +1264,8 @@ mod tests {
 
     #[test]
     fn piece_table_finds_what_it_holds_across_growth() {
-        // From 2 slots to 2048: every key inserted so far is found with its value, and absent keys are not.
+        // From 2 slots to 2048: every key inserted so far is found with its value, and absent keys are not; a clear
+        // keeps the size and forgets every key.
         let mut t = PieceTable::with_slots(2);
         let key = |n: u32| short_key(format!("k{n}").as_bytes()).unwrap();
         for n in 0..1000u32 {
@@ -1272,14 +1279,10 @@ mod tests {
             assert_eq!(t.get(absent as u64, (absent >> 64) as u64), None);
         }
         assert_eq!(t.slots.len(), 2048);
-        // The shared seed holds exactly the short tokens, each as one token.
-        let core = shared();
-        let short = core.decoder[..EOT as usize].iter().filter(|b| b.len() <= 15).count();
-        assert_eq!(core.one_token_pieces.len, short);
-        for id in [0u32, 262, 13, 50255] {
-            let k = short_key(&core.decoder[id as usize]).unwrap();
-            assert_eq!(core.one_token_pieces.get(k as u64, (k >> 64) as u64), Some((id, ONE_TOKEN)));
-        }
+        t.clear();
+        assert_eq!((t.len, t.slots.len()), (0, 2048));
+        let k = key(5);
+        assert_eq!(t.get(k as u64, (k >> 64) as u64), None);
     }
 
     #[test]
