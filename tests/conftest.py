@@ -29,6 +29,15 @@ except ImportError:  # pragma: no cover
 if not _cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Property tests (hypothesis) draw the same examples on every run, so a red CI run reproduces on any machine and a
+# green one is not luck. To explore new examples: `pytest --hypothesis-profile explore` (a random seed each run; a
+# failure prints the shrunk example and how to reproduce it).
+from hypothesis import settings as _hypothesis_settings
+
+_hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+_hypothesis_settings.register_profile("explore")
+_hypothesis_settings.load_profile("repeatable")
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "python" / "wikigpt" / "data" / "sample" / "enwiki-sample-pages-articles1.xml-p10p30302.bz2"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
