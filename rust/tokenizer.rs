@@ -594,6 +594,12 @@ struct HotEntry {
 }
 const ONE_TOKEN: u32 = u32::MAX;
 
+/// A short key as the two words a [`HotEntry`] stores.
+#[inline(always)]
+fn halves(key: u128) -> (u64, u64) {
+    (key as u64, (key >> 64) as u64)
+}
+
 /// The 64-bit hash of a short key: the hot table and the piece table take their index from its top bits.
 #[inline(always)]
 fn key_hash(lo: u64, hi: u64) -> u64 {
@@ -631,7 +637,8 @@ impl PieceTable {
 
     /// Start loading the slot where `key`'s probe begins (a hint: no effect on results).
     #[inline(always)]
-    fn prefetch(&self, lo: u64, hi: u64) {
+    fn prefetch(&self, key: u128) {
+        let (lo, hi) = halves(key);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `home` is below slots.len(); a prefetch never faults.
         unsafe {
@@ -641,7 +648,8 @@ impl PieceTable {
     }
 
     #[inline(always)]
-    fn get(&self, lo: u64, hi: u64) -> Option<(u32, u32)> {
+    fn get(&self, key: u128) -> Option<(u32, u32)> {
+        let (lo, hi) = halves(key);
         let mask = self.slots.len() - 1;
         let mut i = self.home(lo, hi);
         loop {
@@ -665,7 +673,7 @@ impl PieceTable {
             }
             *self = bigger;
         }
-        let (lo, hi) = (key as u64, (key >> 64) as u64);
+        let (lo, hi) = halves(key);
         let mask = self.slots.len() - 1;
         let mut i = self.home(lo, hi);
         while self.slots[i].key_hi != 0 {
@@ -732,10 +740,10 @@ impl Encoder {
                 (j, None)
             };
             if let Some(k) = next_key {
-                let (lo, hi) = (k as u64, (k >> 64) as u64);
+                let (lo, hi) = halves(k);
                 let e = &self.hot[Self::hot_slot(lo, hi)];
                 if e.key_lo != lo || e.key_hi != hi {
-                    self.pieces.prefetch(lo, hi);
+                    self.pieces.prefetch(k);
                 }
             }
             self.encode_piece(&s[i..j], key, out);
@@ -758,7 +766,7 @@ impl Encoder {
             self.encode_long_piece(piece, out);
             return;
         };
-        let (lo, hi) = (key as u64, (key >> 64) as u64);
+        let (lo, hi) = halves(key);
         let slot = Self::hot_slot(lo, hi);
         let e = self.hot[slot];
         if e.key_lo == lo && e.key_hi == hi {
@@ -783,7 +791,7 @@ impl Encoder {
     /// in the piece table). Returns its value for the hot table.
     #[inline(never)]
     fn encode_short_piece_slow(&mut self, piece: &[u8], key: u128, out: &mut Vec<u32>) -> (u32, u32) {
-        if let Some((a, len)) = self.pieces.get(key as u64, (key >> 64) as u64) {
+        if let Some((a, len)) = self.pieces.get(key) {
             self.emit(a, len, out);
             return (a, len);
         }
@@ -1272,17 +1280,14 @@ mod tests {
             t.insert(key(n), n, n + 1);
             assert_eq!(t.len, n as usize + 1);
             for m in [0, n / 2, n] {
-                let k = key(m);
-                assert_eq!(t.get(k as u64, (k >> 64) as u64), Some((m, m + 1)), "key {m} after {n} inserts");
+                assert_eq!(t.get(key(m)), Some((m, m + 1)), "key {m} after {n} inserts");
             }
-            let absent = key(n + 1);
-            assert_eq!(t.get(absent as u64, (absent >> 64) as u64), None);
+            assert_eq!(t.get(key(n + 1)), None);
         }
         assert_eq!(t.slots.len(), 2048);
         t.clear();
         assert_eq!((t.len, t.slots.len()), (0, 2048));
-        let k = key(5);
-        assert_eq!(t.get(k as u64, (k >> 64) as u64), None);
+        assert_eq!(t.get(key(5)), None);
     }
 
     #[test]
