@@ -4,6 +4,7 @@
     python benches/shards.py --size-mb 100         # quick check
     python benches/shards.py --skip classic        # leave out the slow baseline
     python benches/shards.py --runs 3              # three rounds of cat + add, each ratio in the targets table
+    python benches/shards.py --scaling             # also cat + add at 1..N-1 threads (single stream)
 
 1. End to end, on the single-stream .bz2 of benches/_corpus.py:
    classic: `wikiextractor --processes N --json` (PyPI), then the extracted files read back in order and encoded with
@@ -12,7 +13,10 @@
    wikigpt: `wikigpt add DATASET FILE --processes N -q` (llm.c shards + manifest, train/val split by page id,
             min_chars 200 by default, so it keeps slightly fewer documents than wikiextractor), on the single
             stream and on its multistream twin, each right after `wikigpt cat -p N` on the same file (the decoding
-            floor: the targets table gives add's speed as a fraction of cat's, per run with --runs K).
+            floor: the targets table gives add's speed as a fraction of cat's, per run with --runs K). With
+            --scaling, also at 1..N-1 threads: `-p t` runs t block decoders and t page workers, so where 2t <= N
+            cores the page workers have cores of their own and the work after decoding is off the critical path;
+            at N threads on N cores decoders and page workers share every core.
 2. Tokenizer alone, in this process, on the same list of texts, at 1 and N threads: tiktoken's
    `encode_ordinary_batch` vs `wikigpt.encode_batch` (both return all tokens to Python). Outputs must be identical.
    Two texts: "unique" = the clean articles of the bundled real sample (2.6 MB, each call starts wikigpt's per-thread
@@ -148,7 +152,8 @@ def run_cat(corpus: _corpus.Corpus, n: int, layout: str, log) -> dict:
         raise RuntimeError(f"wikigpt cat {src}: output differs from the corpus XML")
     mbs = corpus.xml_bytes / 1e6 / m.wall_s
     log(f"  wikigpt cat ({corpus.size_mb} MB, {layout}): {m.wall_s:.1f} s, {mbs:.1f} MB/s")
-    return {"pipeline": "wikigpt", "step": f"wikigpt cat --processes {n}", "layout": layout, "wall_s": m.wall_s,
+    return {"pipeline": "wikigpt", "step": f"wikigpt cat --processes {n}", "layout": layout, "threads": n,
+            "wall_s": m.wall_s,
             "cpu_s": m.cpu_s, "max_rss_mib": m.max_rss_mib, "corpus_mb": corpus.size_mb,
             "xml_bytes": corpus.xml_bytes, "cmd": m.cmd}
 
@@ -174,7 +179,8 @@ def run_add(corpus: _corpus.Corpus, n: int, scratch: Path, log, layout: str = "s
     docs = part["documents"]["train"] + part["documents"]["val"]
     log(f"  wikigpt add ({corpus.size_mb} MB, {layout}): {m.wall_s:.1f} s, {docs:,} docs, {tokens:,} tokens, "
         f"rss {m.max_rss_mib:.0f} MiB")
-    return {"pipeline": "wikigpt", "step": f"wikigpt add --processes {n}", "layout": layout, "wall_s": m.wall_s,
+    return {"pipeline": "wikigpt", "step": f"wikigpt add --processes {n}", "layout": layout, "threads": n,
+            "wall_s": m.wall_s,
             "cpu_s": m.cpu_s,
             "max_rss_mib": m.max_rss_mib, "tokens": tokens, "docs": docs, "text_bytes": part["bytes"]["text"],
             "pages_kept": part["pages"]["kept"], "corpus_mb": corpus.size_mb, "xml_bytes": corpus.xml_bytes,
@@ -246,11 +252,12 @@ def is_cat(r: dict) -> bool:
     return r["pipeline"] == "wikigpt" and r["step"].startswith("wikigpt cat")
 
 
-def cat_add_pairs(results: List[dict], layout: str, runs: int) -> List[tuple]:
-    """(cat, add) of each run on one file layout, for the runs that have both."""
+def cat_add_pairs(results: List[dict], layout: str, runs: int, threads: int) -> List[tuple]:
+    """(cat, add) of each run on one file layout at one thread count, for the runs that have both."""
     pairs = []
     for run in range(runs):
-        same = [r for r in results if r.get("layout") == layout and r.get("run", 0) == run]
+        same = [r for r in results
+                if r.get("layout") == layout and r.get("run", 0) == run and r.get("threads") == threads]
         a, c = next((r for r in same if is_add(r)), None), next((r for r in same if is_cat(r)), None)
         if a and c:
             pairs.append((c, a))
@@ -260,7 +267,8 @@ def cat_add_pairs(results: List[dict], layout: str, runs: int) -> List[tuple]:
 def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, runs: int = 1) -> str:
     lines = [f"### Dump part → token shards: {size_mb} MB of XML, {n} threads", "", *context_lines(ctx), ""]
     every = [r for r in e2e if r["corpus_mb"] == size_mb]
-    main = [r for r in every if r.get("run", 0) == 0]
+    main = [r for r in every if r.get("run", 0) == 0 and r.get("threads", n) == n]
+    fewer = sorted({r["threads"] for r in every if r.get("threads", n) < n})  # --scaling
     if runs > 1:
         lines += [f"Run 1 of {runs} (cat and add alternate in every run; the targets table has each run):", ""]
     classic = next((r for r in main if r["pipeline"] == "classic" and r["step"] == "total"), None)
@@ -285,13 +293,15 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
         x = classic["wall_s"] / add["wall_s"]
         targets.append([f"wikigpt add vs classic pipeline ({n} threads)", f"{x:.2f}×", "≥ 6×",
                         "yes" if x >= 6 else "**no**"])
-    for layout in ("single", "multistream"):
-        xs = [c["wall_s"] / a["wall_s"] for c, a in cat_add_pairs(every, layout, runs)]  # same XML: ratio of speeds
-        if xs:
-            what = "single stream" if layout == "single" else layout
-            targets.append([f"wikigpt add vs wikigpt cat, {n} threads, {what}",
-                            " / ".join(f"{x:.2f}×" for x in xs), "≥ 0.8×",
-                            "yes" if all(x >= 0.8 for x in xs) else "**no**"])
+    for t in [n] + fewer:
+        for layout in ("single", "multistream"):
+            # same XML: ratio of speeds
+            xs = [c["wall_s"] / a["wall_s"] for c, a in cat_add_pairs(every, layout, runs, t)]
+            if xs:
+                what = "single stream" if layout == "single" else layout
+                targets.append([f"wikigpt add vs wikigpt cat, {t} thread{'s' if t > 1 else ''}, {what}",
+                                " / ".join(f"{x:.2f}×" for x in xs), "≥ 0.8×",
+                                "yes" if all(x >= 0.8 for x in xs) else "**no**"])
     if toks:
         trows = []
         for r in toks:
@@ -307,19 +317,25 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
                          "identical"], trows)]
     if targets:
         lines += ["", table(["target", "measured", "goal", "met"], targets)]
+    if fewer:
+        lines += ["", f"`-p t` runs t block decoders and t page workers: where 2t ≤ {ctx['nproc']} cores the page "
+                      f"workers have cores of their own; at t = {n} they share every core with the decoders."]
     cpu = []
-    for layout in ("single", "multistream"):
-        # CPU seconds per GB of XML; with every core busy, add's speed relative to cat is about cat's CPU over add's,
-        # so add − cat (the work after decoding) decides how close add comes to cat
-        pairs = [(c["cpu_s"] / (c["xml_bytes"] / 1e9), a["cpu_s"] / (a["xml_bytes"] / 1e9))
-                 for c, a in cat_add_pairs(every, layout, runs)]
-        if pairs:
-            cpu.append(["single stream" if layout == "single" else layout, " / ".join(f"{c:.1f}" for c, _ in pairs),
-                        " / ".join(f"{a:.1f}" for _, a in pairs), " / ".join(f"{a - c:.1f}" for c, a in pairs)])
+    for t in [n] + fewer:
+        for layout in ("single", "multistream"):
+            # CPU seconds per GB of XML; with every core busy, add's speed relative to cat is about cat's CPU over
+            # add's, so add − cat (the work after decoding) decides how close add comes to cat
+            pairs = [(c["cpu_s"] / (c["xml_bytes"] / 1e9), a["cpu_s"] / (a["xml_bytes"] / 1e9))
+                     for c, a in cat_add_pairs(every, layout, runs, t)]
+            if pairs:
+                cpu.append([f"{t} thr, {'single stream' if layout == 'single' else layout}",
+                            " / ".join(f"{c:.1f}" for c, _ in pairs), " / ".join(f"{a:.1f}" for _, a in pairs),
+                            " / ".join(f"{a - c:.1f}" for c, a in pairs)])
     if cpu:
         lines += ["", "CPU seconds per GB of XML (run 1 / 2 / ...; add − cat is the work after decoding):", "",
-                  table(["file", "wikigpt cat", "wikigpt add", "add − cat"], cpu)]
-    adds = sorted((r for r in e2e if is_add(r) and r.get("layout", "single") == "single" and r.get("run", 0) == 0),
+                  table(["threads, file", "wikigpt cat", "wikigpt add", "add − cat"], cpu)]
+    adds = sorted((r for r in e2e if is_add(r) and r.get("layout", "single") == "single" and r.get("run", 0) == 0
+                   and r.get("threads", n) == n),
                   key=lambda r: r["corpus_mb"])
     if len(adds) > 1:
         lines += ["", f"Peak RSS of `wikigpt add` against the part's size ({n} threads):", "",
@@ -355,6 +371,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help=f"comma-separated, from: {', '.join(SKIPPABLE)}")
     ap.add_argument("--runs", type=int, default=1,
                     help="rounds of cat + add on the main corpus (single stream and multistream), interleaved")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also cat + add at 1..N-1 threads in every round (single stream)")
     args = ap.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if skip - set(SKIPPABLE):
@@ -394,6 +412,9 @@ def main(argv=None) -> int:
                 for layout in ("single", "multistream"):
                     e2e.append({**run_cat(corpus, n, layout, log), "run": run})
                     e2e.append({**run_add(corpus, n, scratch, log, layout), "run": run})
+                for t in range(1, n) if args.scaling else ():
+                    e2e.append({**run_cat(corpus, t, "single", log), "run": run})
+                    e2e.append({**run_add(corpus, t, scratch, log), "run": run})
         if small:
             warm_cache(small.bz2)
             e2e.append(run_add(small, n, scratch, log))
