@@ -331,22 +331,31 @@ def target_rows(results: List[dict], runs: int) -> List[List[str]]:
     return rows
 
 
-def cpu_rows(results: List[dict], runs: int) -> List[List[str]]:
-    """CPU seconds (user + sys) per GB of XML of `cat` and `extract`, each run, and their difference: the work after
-    decoding. When both keep every core busy (N threads on N cores), extract's speed relative to cat is about cat's
-    CPU over extract's, so this difference, not the decoder, decides how close extract comes to cat."""
-    def per_gb(r: dict) -> float:
-        return r["cpu_s"] / (r["xml_mb_per_s"] * r["wall_s"] / 1000)
+def cpu_per_gb(r: dict) -> float:
+    """CPU seconds (user + sys) per GB of XML of one measured run."""
+    return r["cpu_s"] / (r["xml_bytes"] / 1e9)
 
+
+def cpu_row(threads: int, layout: str, pairs: List[tuple]) -> List[str]:
+    """A CPU table row: `cat` and a job on one file layout and thread count, each run (`pairs` of measured runs:
+    (cat, job)), in CPU-s per GB of XML, and their difference: the work after decoding. When both keep every core
+    busy (N threads on N cores), the job's speed relative to cat is about cat's CPU over the job's, so this
+    difference, not the decoder, decides how close the job comes to cat. Shared with benches/shards.py."""
+    per_gb = [(cpu_per_gb(c), cpu_per_gb(j)) for c, j in pairs]
+    return [f"{threads} thr, {'single stream' if layout == 'single' else layout}",
+            " / ".join(f"{c:.1f}" for c, _ in per_gb), " / ".join(f"{j:.1f}" for _, j in per_gb),
+            " / ".join(f"{j - c:.1f}" for c, j in per_gb)]
+
+
+def cpu_rows(results: List[dict], runs: int) -> List[List[str]]:
+    """`cpu_row` for `extract` at every file layout and thread count measured."""
     rows = []
     threads = sorted({r["threads"] for r in results if r["key"] in ("cat", "extract")})
     for layout in ("single", "multistream"):
         for t in threads:
-            pairs = [(per_gb(c), per_gb(e)) for c, e in run_pairs(results, "cat", "extract", layout, t, runs)]
+            pairs = run_pairs(results, "cat", "extract", layout, t, runs)
             if pairs:
-                rows.append([f"{t} thr, {'single stream' if layout == 'single' else layout}",
-                             " / ".join(f"{c:.1f}" for c, _ in pairs), " / ".join(f"{e:.1f}" for _, e in pairs),
-                             " / ".join(f"{e - c:.1f}" for c, e in pairs)])
+                rows.append(cpu_row(t, layout, pairs))
     return rows
 
 

@@ -49,6 +49,7 @@ from extract import (  # noqa: E402
     common_args,
     context,
     context_lines,
+    cpu_row,
     measure,
     table,
     wait_for_quiet,
@@ -293,15 +294,18 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
         x = classic["wall_s"] / add["wall_s"]
         targets.append([f"wikigpt add vs classic pipeline ({n} threads)", f"{x:.2f}×", "≥ 6×",
                         "yes" if x >= 6 else "**no**"])
+    cpu = []  # CPU-s per GB of cat and add, per thread count and layout (see extract.cpu_row)
     for t in [n] + fewer:
         for layout in ("single", "multistream"):
-            # same XML: ratio of speeds
-            xs = [c["wall_s"] / a["wall_s"] for c, a in cat_add_pairs(every, layout, runs, t)]
-            if xs:
-                what = "single stream" if layout == "single" else layout
-                targets.append([f"wikigpt add vs wikigpt cat, {t} thread{'s' if t > 1 else ''}, {what}",
-                                " / ".join(f"{x:.2f}×" for x in xs), "≥ 0.8×",
-                                "yes" if all(x >= 0.8 for x in xs) else "**no**"])
+            pairs = cat_add_pairs(every, layout, runs, t)
+            if not pairs:
+                continue
+            xs = [c["wall_s"] / a["wall_s"] for c, a in pairs]  # same XML: ratio of speeds
+            what = "single stream" if layout == "single" else layout
+            targets.append([f"wikigpt add vs wikigpt cat, {t} thread{'s' if t > 1 else ''}, {what}",
+                            " / ".join(f"{x:.2f}×" for x in xs), "≥ 0.8×",
+                            "yes" if all(x >= 0.8 for x in xs) else "**no**"])
+            cpu.append(cpu_row(t, layout, pairs))
     if toks:
         trows = []
         for r in toks:
@@ -320,17 +324,6 @@ def report(ctx: dict, e2e: List[dict], toks: List[dict], size_mb: int, n: int, r
     if fewer:
         lines += ["", f"`-p t` runs t block decoders and t page workers: where 2t ≤ {ctx['nproc']} cores the page "
                       f"workers have cores of their own; at t = {n} they share every core with the decoders."]
-    cpu = []
-    for t in [n] + fewer:
-        for layout in ("single", "multistream"):
-            # CPU seconds per GB of XML; with every core busy, add's speed relative to cat is about cat's CPU over
-            # add's, so add − cat (the work after decoding) decides how close add comes to cat
-            pairs = [(c["cpu_s"] / (c["xml_bytes"] / 1e9), a["cpu_s"] / (a["xml_bytes"] / 1e9))
-                     for c, a in cat_add_pairs(every, layout, runs, t)]
-            if pairs:
-                cpu.append([f"{t} thr, {'single stream' if layout == 'single' else layout}",
-                            " / ".join(f"{c:.1f}" for c, _ in pairs), " / ".join(f"{a:.1f}" for _, a in pairs),
-                            " / ".join(f"{a - c:.1f}" for c, a in pairs)])
     if cpu:
         lines += ["", "CPU seconds per GB of XML (run 1 / 2 / ...; add − cat is the work after decoding):", "",
                   table(["threads, file", "wikigpt cat", "wikigpt add", "add − cat"], cpu)]
