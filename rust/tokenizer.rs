@@ -594,16 +594,32 @@ struct HotEntry {
 }
 const ONE_TOKEN: u32 = u32::MAX;
 
-/// A short key as the two words a [`HotEntry`] stores.
-#[inline(always)]
-fn halves(key: u128) -> (u64, u64) {
-    (key as u64, (key >> 64) as u64)
+/// A short piece's key (see `short_key`) as the two words a [`HotEntry`] stores, with its hash: made once per piece,
+/// then the hot table, the prefetch and the piece table all index by the same hash instead of each computing it.
+#[derive(Clone, Copy)]
+struct ShortKey {
+    lo: u64,
+    hi: u64,
+    /// The hot table and the piece table take their index from its top bits.
+    hash: u64,
 }
 
-/// The 64-bit hash of a short key: the hot table and the piece table take their index from its top bits.
-#[inline(always)]
-fn key_hash(lo: u64, hi: u64) -> u64 {
-    (lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+impl ShortKey {
+    #[inline(always)]
+    fn new(key: u128) -> Self {
+        Self::from_halves(key as u64, (key >> 64) as u64)
+    }
+
+    #[inline(always)]
+    fn from_halves(lo: u64, hi: u64) -> Self {
+        ShortKey { lo, hi, hash: (lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) }
+    }
+
+    /// Whether `e` holds this key.
+    #[inline(always)]
+    fn is_in(&self, e: &HotEntry) -> bool {
+        e.key_lo == self.lo && e.key_hi == self.hi
+    }
 }
 
 /// Short pieces (≤ 15 bytes) → tokens, open addressing with linear probing over [`HotEntry`] slots. One table holds
@@ -631,30 +647,28 @@ impl PieceTable {
     }
 
     #[inline(always)]
-    fn home(&self, lo: u64, hi: u64) -> usize {
-        (key_hash(lo, hi) >> self.shift) as usize
+    fn home(&self, key: &ShortKey) -> usize {
+        (key.hash >> self.shift) as usize
     }
 
     /// Start loading the slot where `key`'s probe begins (a hint: no effect on results).
     #[inline(always)]
-    fn prefetch(&self, key: u128) {
-        let (lo, hi) = halves(key);
+    fn prefetch(&self, key: &ShortKey) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `home` is below slots.len(); a prefetch never faults.
         unsafe {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(self.home(lo, hi)) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(self.home(key)) as *const i8);
         }
     }
 
     #[inline(always)]
-    fn get(&self, key: u128) -> Option<(u32, u32)> {
-        let (lo, hi) = halves(key);
+    fn get(&self, key: &ShortKey) -> Option<(u32, u32)> {
         let mask = self.slots.len() - 1;
-        let mut i = self.home(lo, hi);
+        let mut i = self.home(key);
         loop {
             let e = &self.slots[i];
-            if e.key_lo == lo && e.key_hi == hi {
+            if key.is_in(e) {
                 return Some((e.a, e.len));
             }
             if e.key_hi == 0 {
@@ -665,22 +679,21 @@ impl PieceTable {
     }
 
     /// Add a key that is not in the table; doubles the table past 3/4 full (probes stay short).
-    fn insert(&mut self, key: u128, a: u32, len: u32) {
+    fn insert(&mut self, key: &ShortKey, a: u32, len: u32) {
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             let mut bigger = PieceTable::with_slots(self.slots.len() * 2);
             for e in self.slots.iter().filter(|e| e.key_hi != 0) {
-                bigger.insert((e.key_hi as u128) << 64 | e.key_lo as u128, e.a, e.len);
+                bigger.insert(&ShortKey::from_halves(e.key_lo, e.key_hi), e.a, e.len);
             }
             *self = bigger;
         }
-        let (lo, hi) = halves(key);
         let mask = self.slots.len() - 1;
-        let mut i = self.home(lo, hi);
+        let mut i = self.home(key);
         while self.slots[i].key_hi != 0 {
-            debug_assert!(!(self.slots[i].key_lo == lo && self.slots[i].key_hi == hi), "key inserted twice");
+            debug_assert!(!key.is_in(&self.slots[i]), "key inserted twice");
             i = (i + 1) & mask;
         }
-        self.slots[i] = HotEntry { key_lo: lo, key_hi: hi, a, len };
+        self.slots[i] = HotEntry { key_lo: key.lo, key_hi: key.hi, a, len };
         self.len += 1;
     }
 }
@@ -731,18 +744,16 @@ impl Encoder {
         // One piece ahead: where the next piece will miss the hot table, its piece-table slot is prefetched while
         // this one is encoded (a miss there is a trip to L3 or memory).
         let (mut i, mut j) = (0, piece_end(cls, s, 0));
-        let mut key = short_key_in(s, 0, j);
+        let mut key = short_key_in(s, 0, j).map(ShortKey::new);
         loop {
             let (next_j, next_key) = if j < s.len() {
                 let k = piece_end(cls, s, j);
-                (k, short_key_in(s, j, k))
+                (k, short_key_in(s, j, k).map(ShortKey::new))
             } else {
                 (j, None)
             };
-            if let Some(k) = next_key {
-                let (lo, hi) = halves(k);
-                let e = &self.hot[Self::hot_slot(lo, hi)];
-                if e.key_lo != lo || e.key_hi != hi {
+            if let Some(k) = &next_key {
+                if !k.is_in(&self.hot[Self::hot_slot(k)]) {
                     self.pieces.prefetch(k);
                 }
             }
@@ -755,26 +766,25 @@ impl Encoder {
     }
 
     #[inline(always)]
-    fn hot_slot(lo: u64, hi: u64) -> usize {
-        (key_hash(lo, hi) >> (64 - HOT_BITS)) as usize
+    fn hot_slot(key: &ShortKey) -> usize {
+        (key.hash >> (64 - HOT_BITS)) as usize
     }
 
-    /// One piece, `key` its `short_key`.
+    /// One piece, `key` its `short_key` (None: 16 bytes or longer).
     #[inline(always)]
-    fn encode_piece(&mut self, piece: &[u8], key: Option<u128>, out: &mut Vec<u32>) {
+    fn encode_piece(&mut self, piece: &[u8], key: Option<ShortKey>, out: &mut Vec<u32>) {
         let Some(key) = key else {
             self.encode_long_piece(piece, out);
             return;
         };
-        let (lo, hi) = halves(key);
-        let slot = Self::hot_slot(lo, hi);
+        let slot = Self::hot_slot(&key);
         let e = self.hot[slot];
-        if e.key_lo == lo && e.key_hi == hi {
+        if key.is_in(&e) {
             self.emit(e.a, e.len, out);
             return;
         }
-        let (a, len) = self.encode_short_piece_slow(piece, key, out);
-        self.hot[slot] = HotEntry { key_lo: lo, key_hi: hi, a, len };
+        let (a, len) = self.encode_short_piece_slow(piece, &key, out);
+        self.hot[slot] = HotEntry { key_lo: key.lo, key_hi: key.hi, a, len };
     }
 
     /// Push a table value's tokens: one token, or `len` tokens from `arena[a..]`.
@@ -790,7 +800,7 @@ impl Encoder {
     /// A short piece that missed the hot table: the piece table, else the ranks, else a merge (either remembered
     /// in the piece table). Returns its value for the hot table.
     #[inline(never)]
-    fn encode_short_piece_slow(&mut self, piece: &[u8], key: u128, out: &mut Vec<u32>) -> (u32, u32) {
+    fn encode_short_piece_slow(&mut self, piece: &[u8], key: &ShortKey, out: &mut Vec<u32>) -> (u32, u32) {
         if let Some((a, len)) = self.pieces.get(key) {
             self.emit(a, len, out);
             return (a, len);
@@ -1275,19 +1285,19 @@ mod tests {
         // From 2 slots to 2048: every key inserted so far is found with its value, and absent keys are not; a clear
         // keeps the size and forgets every key.
         let mut t = PieceTable::with_slots(2);
-        let key = |n: u32| short_key(format!("k{n}").as_bytes()).unwrap();
+        let key = |n: u32| ShortKey::new(short_key(format!("k{n}").as_bytes()).unwrap());
         for n in 0..1000u32 {
-            t.insert(key(n), n, n + 1);
+            t.insert(&key(n), n, n + 1);
             assert_eq!(t.len, n as usize + 1);
             for m in [0, n / 2, n] {
-                assert_eq!(t.get(key(m)), Some((m, m + 1)), "key {m} after {n} inserts");
+                assert_eq!(t.get(&key(m)), Some((m, m + 1)), "key {m} after {n} inserts");
             }
-            assert_eq!(t.get(key(n + 1)), None);
+            assert_eq!(t.get(&key(n + 1)), None);
         }
         assert_eq!(t.slots.len(), 2048);
         t.clear();
         assert_eq!((t.len, t.slots.len()), (0, 2048));
-        assert_eq!(t.get(key(5)), None);
+        assert_eq!(t.get(&key(5)), None);
     }
 
     #[test]
